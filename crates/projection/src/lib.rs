@@ -1,1 +1,22 @@
-//! placeholder
+//! Pactum's projection: replays one agreement's amendments into what its terms are at a point
+//! (a knowledge cut K and a day), and derives diffs, per-term histories and replay steps from
+//! that. This crate *is* SPEC §3: [`fold_terms`] states it as a plain fold, [`Timeline`] answers
+//! the same questions from an index, and property tests hold the two together.
+//!
+//! It is pure (no I/O, no clock: "today" is the caller's `on`) and it judges nothing: whether an
+//! amendment may be appended is decided by the application against these projections. The output
+//! types serialize to SPEC §5's JSON shapes; rendering text is the front end's business.
+
+mod fold;
+mod timeline;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use fold::fold_terms;
+pub use timeline::{ProjectionError, Timeline};
+pub use types::{
+    ChangeKind, Cut, Diff, Entry, HistoryRow, Op, Pending, PlainValue, Point, ReplayStep,
+    TermChange, TermsAt,
+};

@@ -1,0 +1,391 @@
+//! The indexed projection every query uses.
+//!
+//! Cost. Building is O(C log C) for C changes. A query at point (K, on) costs, per term ever
+//! named, one binary search of that term's events for the last one effective on or before `on`,
+//! then a walk back past events that do not count at K: those recorded after K, and revoked
+//! ones. So `terms_at` is O(terms × log amendments) when the walk is short, which it is for the
+//! usual queries (latest K; a past K on a ledger that mostly appends in date order). It degrades
+//! towards O(changes) for an early K on a ledger full of later, retroactive amendments, or for a
+//! term with a long run of revoked sets. Deciding whether a version is active looks only at the
+//! versions that revoke it (usually none: O(1)); chains of revocations are walked once per query
+//! (memoized). `pending` walks only the amendments effective after `on`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pactum_domain::{Amendment, Change, TermKey, Version};
+
+use crate::types::{
+    compare, Cut, Diff, Entry, HistoryRow, Op, Pending, Point, ReplayStep, TermsAt,
+};
+
+/// Why a timeline could not be built or a cut resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("amendments are not contiguous: expected version {expected}, found {found}")]
+    NotContiguous { expected: Version, found: Version },
+    #[error("version {requested} does not exist: the latest version is {latest}")]
+    VersionOutOfRange { requested: Version, latest: Version },
+}
+
+/// One agreement's amendments, indexed for queries at any point (K, on).
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// Index `v - 1` describes version `v`.
+    versions: Vec<VersionInfo>,
+    /// Index `v - 1`: the versions that revoke version `v`, ascending (all later than `v`).
+    revokers: Vec<Vec<Version>>,
+    /// Each term's sets and removes, in (effective, version) order; within one amendment, in the
+    /// order of its changes.
+    events: BTreeMap<TermKey, Vec<Event>>,
+    /// Every version by (effective, version), for finding the pending ones.
+    by_effective: Vec<(NaiveDate, Version)>,
+}
+
+#[derive(Debug, Clone)]
+struct VersionInfo {
+    effective: NaiveDate,
+    recorded_at: DateTime<Utc>,
+    title: String,
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    effective: NaiveDate,
+    version: Version,
+    /// `Some` for a set, `None` for a remove.
+    entry: Option<Entry>,
+}
+
+impl Timeline {
+    /// Indexes `amendments`, which must be versions 1..=n in order (as a store returns them).
+    ///
+    /// A revocation of a version that is not earlier than its revoker is ignored, as in
+    /// [`crate::fold_terms`].
+    pub fn new(amendments: &[Amendment]) -> Result<Timeline, ProjectionError> {
+        let mut versions = Vec::with_capacity(amendments.len());
+        let mut revokers: Vec<Vec<Version>> = vec![Vec::new(); amendments.len()];
+        let mut events: BTreeMap<TermKey, Vec<Event>> = BTreeMap::new();
+        let mut by_effective = Vec::with_capacity(amendments.len());
+        for (expected, a) in (1..).zip(amendments) {
+            if a.version != expected {
+                return Err(ProjectionError::NotContiguous {
+                    expected,
+                    found: a.version,
+                });
+            }
+            versions.push(VersionInfo {
+                effective: a.effective,
+                recorded_at: a.recorded_at,
+                title: a.title.clone(),
+            });
+            by_effective.push((a.effective, a.version));
+            for &target in &a.revokes {
+                if target == 0 || target >= a.version {
+                    continue;
+                }
+                // Versions arrive in order, so each list stays ascending.
+                if let Some(list) = usize::try_from(target - 1)
+                    .ok()
+                    .and_then(|i| revokers.get_mut(i))
+                {
+                    if list.last() != Some(&a.version) {
+                        list.push(a.version);
+                    }
+                }
+            }
+            for change in &a.changes {
+                let (term, entry) = match change {
+                    Change::Set {
+                        term,
+                        value,
+                        text,
+                        until,
+                    } => (
+                        term,
+                        Some(Entry {
+                            value: value.clone(),
+                            text: text.clone(),
+                            until: *until,
+                            set_in: a.version,
+                            effective: a.effective,
+                        }),
+                    ),
+                    Change::Remove { term, .. } => (term, None),
+                };
+                events.entry(term.clone()).or_default().push(Event {
+                    effective: a.effective,
+                    version: a.version,
+                    entry,
+                });
+            }
+        }
+        // Stable sorts: equal keys keep version order, and change order within an amendment.
+        for list in events.values_mut() {
+            list.sort_by_key(|e| (e.effective, e.version));
+        }
+        by_effective.sort();
+        Ok(Timeline {
+            versions,
+            revokers,
+            events,
+            by_effective,
+        })
+    }
+
+    /// The latest version; 0 if there are no amendments.
+    pub fn latest(&self) -> Version {
+        self.versions.len() as Version
+    }
+
+    /// The knowledge cut K a query asks for. `KnownAt` an instant before the first record is 0
+    /// (nothing known yet).
+    pub fn resolve(&self, cut: Cut) -> Result<Version, ProjectionError> {
+        let latest = self.latest();
+        match cut {
+            Cut::Latest => Ok(latest),
+            Cut::Version(requested) if requested > latest => {
+                Err(ProjectionError::VersionOutOfRange { requested, latest })
+            }
+            Cut::Version(v) => Ok(v),
+            // `recorded_at` strictly increases, so this is the prefix recorded by then; a
+            // damaged ledger whose times go back (verify reports it) gets the prefix up to the
+            // first record after `at`.
+            Cut::KnownAt(at) => Ok(self
+                .versions
+                .iter()
+                .take_while(|v| v.recorded_at <= at)
+                .count() as Version),
+        }
+    }
+
+    /// Whether `version` has its effects at cut `k`: it exists, is ≤ `k`, and no amendment that
+    /// is itself active at `k` revokes it.
+    pub fn is_active(&self, version: Version, k: Version) -> bool {
+        self.activity(k).is_active(version)
+    }
+
+    /// The amendment that revokes `version` at cut `k` (the earliest, if several do); `None` if
+    /// `version` is active there or not known at `k`.
+    pub fn revoked_by(&self, version: Version, k: Version) -> Option<Version> {
+        self.activity(k).revoked_by(version)
+    }
+
+    /// The terms at `point` (SPEC §3). A cut beyond the latest version is clamped to it, and
+    /// `TermsAt::version` says which cut was used.
+    pub fn terms_at(&self, point: Point) -> TermsAt {
+        let mut act = self.activity(point.version);
+        let on = point.on;
+        let mut terms = BTreeMap::new();
+        let mut lapsed = BTreeMap::new();
+        for (term, events) in &self.events {
+            if let Some(entry) = last_in_effect(events, on, &mut act) {
+                let into = if entry.lapsed_on(on) {
+                    &mut lapsed
+                } else {
+                    &mut terms
+                };
+                into.insert(term.clone(), entry.clone());
+            }
+        }
+        let first_future = self.by_effective.partition_point(|&(d, _)| d <= on);
+        let pending = self
+            .by_effective
+            .get(first_future..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|&&(_, v)| act.is_active(v))
+            .filter_map(|&(effective, version)| {
+                Some(Pending {
+                    version,
+                    effective,
+                    title: self.info(version)?.title.clone(),
+                })
+            })
+            .collect();
+        TermsAt {
+            version: act.k,
+            on,
+            terms,
+            lapsed,
+            pending,
+        }
+    }
+
+    /// One term's entry if it is in force at `point` (not lapsed), without projecting the rest.
+    pub fn in_force(&self, term: &TermKey, point: Point) -> Option<Entry> {
+        let events = self.events.get(term)?;
+        let mut act = self.activity(point.version);
+        last_in_effect(events, point.on, &mut act)
+            .filter(|e| !e.lapsed_on(point.on))
+            .cloned()
+    }
+
+    /// What differs between the in-force terms at two points. Cuts beyond the latest version
+    /// are clamped, and the returned points say so.
+    pub fn diff(&self, from: Point, to: Point) -> Diff {
+        let before = self.terms_at(from);
+        let after = self.terms_at(to);
+        Diff {
+            from: Point {
+                version: before.version,
+                on: before.on,
+            },
+            to: Point {
+                version: after.version,
+                on: after.on,
+            },
+            changes: compare(&before.terms, &after.terms),
+        }
+    }
+
+    /// Every set and remove of `term`, revoked ones included and marked, in (effective, version)
+    /// order, as known at the latest version. Empty for a term never named.
+    pub fn history(&self, term: &TermKey) -> Vec<HistoryRow> {
+        let Some(events) = self.events.get(term) else {
+            return Vec::new();
+        };
+        let mut act = self.activity(self.latest());
+        events
+            .iter()
+            .filter_map(|e| {
+                let info = self.info(e.version)?;
+                Some(HistoryRow {
+                    version: e.version,
+                    effective: e.effective,
+                    recorded_at: info.recorded_at,
+                    title: info.title.clone(),
+                    op: if e.entry.is_some() {
+                        Op::Set
+                    } else {
+                        Op::Remove
+                    },
+                    entry: e.entry.clone(),
+                    revoked_by: act.revoked_by(e.version),
+                })
+            })
+            .collect()
+    }
+
+    /// For each version in order, what appending it changed on its own effective date: the diff
+    /// from (v − 1, effective) to (v, effective).
+    pub fn replay(&self) -> Vec<ReplayStep> {
+        (1..)
+            .zip(&self.versions)
+            .map(|(version, info)| {
+                let on = info.effective;
+                let diff = self.diff(
+                    Point {
+                        version: version - 1,
+                        on,
+                    },
+                    Point { version, on },
+                );
+                ReplayStep {
+                    version,
+                    effective: on,
+                    title: info.title.clone(),
+                    changes: diff.changes,
+                }
+            })
+            .collect()
+    }
+
+    fn info(&self, version: Version) -> Option<&VersionInfo> {
+        let i = usize::try_from(version.checked_sub(1)?).ok()?;
+        self.versions.get(i)
+    }
+
+    fn activity(&self, k: Version) -> Activity<'_> {
+        Activity {
+            revokers: &self.revokers,
+            k: k.min(self.latest()),
+            memo: HashMap::new(),
+        }
+    }
+}
+
+/// The entry (or absence) the last counting event before or on `on` leaves, or `None` if no
+/// event counts or the last one is a remove.
+fn last_in_effect<'e>(events: &'e [Event], on: NaiveDate, act: &mut Activity) -> Option<&'e Entry> {
+    let end = events.partition_point(|e| e.effective <= on);
+    events
+        .get(..end)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .find(|e| act.is_active(e.version))?
+        .entry
+        .as_ref()
+}
+
+/// Which versions are active at one cut K, decided lazily and remembered for one query.
+struct Activity<'t> {
+    revokers: &'t [Vec<Version>],
+    /// Already clamped to the latest version.
+    k: Version,
+    memo: HashMap<Version, bool>,
+}
+
+impl Activity<'_> {
+    /// The revokers of `v` known at K (all later than `v`, ascending).
+    fn known(&self, v: Version) -> &[Version] {
+        let list = v
+            .checked_sub(1)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.revokers.get(i))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let end = list.partition_point(|&w| w <= self.k);
+        list.get(..end).unwrap_or_default()
+    }
+
+    fn is_active(&mut self, v: Version) -> bool {
+        if v == 0 || v > self.k {
+            return false;
+        }
+        if self.known(v).is_empty() {
+            return true;
+        }
+        if let Some(&known) = self.memo.get(&v) {
+            return known;
+        }
+        // Depth-first over revokers without recursion, so a long chain of corrections cannot
+        // overflow the stack. Each frame is (version, index of the next revoker to look at).
+        let mut stack = vec![(v, 0usize)];
+        while let Some(&(node, i)) = stack.last() {
+            match self.known(node).get(i).copied() {
+                None => {
+                    self.memo.insert(node, true);
+                    stack.pop();
+                }
+                Some(w) => match self
+                    .memo
+                    .get(&w)
+                    .copied()
+                    .or_else(|| self.known(w).is_empty().then_some(true))
+                {
+                    Some(true) => {
+                        self.memo.insert(node, false);
+                        stack.pop();
+                    }
+                    Some(false) => {
+                        if let Some(top) = stack.last_mut() {
+                            top.1 += 1;
+                        }
+                    }
+                    None => stack.push((w, 0)),
+                },
+            }
+        }
+        self.memo.get(&v).copied().unwrap_or(true)
+    }
+
+    fn revoked_by(&mut self, v: Version) -> Option<Version> {
+        if v == 0 || v > self.k {
+            return None;
+        }
+        let revokers = self.known(v).to_vec();
+        revokers.into_iter().find(|&w| self.is_active(w))
+    }
+}

@@ -1,0 +1,448 @@
+//! The on-disk encoding: keys, the envelope byte, the plain stored structs that bincode carries,
+//! their conversion to and from domain types, and the hash rule. docs/STORAGE.md describes the
+//! same bytes for people writing an independent reader; keep the two in step.
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use pactum_domain::{
+    limits::VALUE_DEPTH_MAX, Amendment, Change, Currency, Decimal, Hash, Money, Opening, Slug,
+    TermKey, Value, Version,
+};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The envelope byte of every record and head: codec 1 = bincode 2, standard config, via serde.
+pub const CODEC_BINCODE: u8 = 1;
+
+/// Most bytes a decode may claim for its containers. A damaged length prefix could otherwise ask
+/// for an allocation that aborts the process.
+const DECODE_LIMIT: usize = 256 << 20;
+
+/// Largest encoded record append accepts, so that every record written also decodes within
+/// [`DECODE_LIMIT`].
+pub const RECORD_BYTES_MAX: usize = 16 << 20;
+
+/// Key of the format version in sled's default tree.
+pub const FORMAT_KEY: &[u8] = b"pactum.format";
+
+/// The amendments tree key: agreement uuid ++ version (u64 big-endian), so a prefix scan of the
+/// uuid yields the agreement's records in version order.
+pub fn record_key(agreement: &Uuid, version: Version) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(agreement.as_bytes());
+    key[16..].copy_from_slice(&version.to_be_bytes());
+    key
+}
+
+/// Splits an amendments tree key; `None` if it is not 24 bytes.
+pub fn split_record_key(key: &[u8]) -> Option<(Uuid, Version)> {
+    let uuid: [u8; 16] = key.get(..16)?.try_into().ok()?;
+    let version: [u8; 8] = key.get(16..)?.try_into().ok()?;
+    Some((Uuid::from_bytes(uuid), u64::from_be_bytes(version)))
+}
+
+/// A uuid stored as a slugs tree value or an agreements tree key; `None` if it is not 16 bytes.
+pub fn uuid_from_bytes(bytes: &[u8]) -> Option<Uuid> {
+    let raw: [u8; 16] = bytes.try_into().ok()?;
+    Some(Uuid::from_bytes(raw))
+}
+
+/// One node of a value in preorder. Values are stored flat, not as a recursive enum, so that
+/// decoding a damaged record never recurses without bound. Variant indices follow
+/// `pactum_domain::Value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredValueNode {
+    Bool(bool),
+    Int(i64),
+    Decimal(String),
+    Text(String),
+    /// Days from 0001-01-01 (CE day 1).
+    Date(i32),
+    /// A list; its `n` items are the next `n` values in preorder.
+    List(u64),
+    Money {
+        amount: String,
+        currency: String,
+    },
+    Percent(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOpening {
+    pub name: String,
+    pub parties: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredChange {
+    Set {
+        term: String,
+        value: Vec<StoredValueNode>,
+        text: Option<String>,
+        until: Option<i32>,
+    },
+    Remove {
+        term: String,
+        text: Option<String>,
+    },
+}
+
+/// Everything of an amendment that its hash covers, in encoding order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBody {
+    pub version: u64,
+    pub id: [u8; 16],
+    pub agreement: String,
+    /// Days from CE.
+    pub effective: i32,
+    /// Microseconds since the Unix epoch, UTC.
+    pub recorded_at: i64,
+    pub title: String,
+    pub summary: Option<String>,
+    pub sources: Vec<String>,
+    pub open: Option<StoredOpening>,
+    pub changes: Vec<StoredChange>,
+    pub revokes: Vec<u64>,
+}
+
+/// A record's payload: the body, then the chain link and the seal, 32 raw bytes each. Because
+/// bincode puts struct fields one after another, the body's bytes are the payload less its last
+/// 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAmendment {
+    pub body: StoredBody,
+    pub prev_hash: [u8; 32],
+    pub hash: [u8; 32],
+}
+
+/// The agreements tree value: what a reader needs without scanning the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredHead {
+    pub slug: String,
+    pub name: String,
+    pub parties: Vec<String>,
+    pub version: u64,
+    pub head_hash: [u8; 32],
+    /// Microseconds since the Unix epoch, UTC.
+    pub recorded_at: i64,
+}
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// bincode payload of a stored struct.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| e.to_string())
+}
+
+/// Envelope byte ++ bincode payload.
+pub fn seal_envelope<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    let payload = encode(value)?;
+    let mut out = Vec::with_capacity(payload.len() + 1);
+    out.push(CODEC_BINCODE);
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes envelope ++ payload, refusing an unknown envelope byte and trailing bytes (so that a
+/// value has exactly one stored form).
+pub fn open_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let (&codec, payload) = bytes.split_first().ok_or("the value is empty")?;
+    if codec != CODEC_BINCODE {
+        return Err(format!(
+            "unknown envelope byte {codec} (this build reads codec {CODEC_BINCODE})"
+        ));
+    }
+    let limited = config().with_limit::<DECODE_LIMIT>();
+    let (value, read) = bincode::serde::decode_from_slice::<T, _>(payload, limited)
+        .map_err(|e| format!("bincode: {e}"))?;
+    if read != payload.len() {
+        return Err(format!(
+            "{} trailing bytes after the payload",
+            payload.len() - read
+        ));
+    }
+    Ok(value)
+}
+
+/// The hash rule: SHA-256(prev_hash ++ bincode(body)).
+pub fn chain_hash(prev_hash: &[u8; 32], body_bytes: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(prev_hash);
+    h.update(body_bytes);
+    Hash(h.finalize().into())
+}
+
+/// The bytes a record's hash covers, taken from the raw stored value: the payload less its
+/// envelope byte and its last 64 bytes (prev_hash, hash). Hashing raw bytes, not a re-encoding,
+/// means any changed byte shows.
+pub fn raw_body(record: &[u8]) -> Option<&[u8]> {
+    let payload = record.get(1..)?;
+    payload.get(..payload.len().checked_sub(64)?)
+}
+
+pub fn days(date: NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
+
+pub fn date(days: i32) -> Result<NaiveDate, String> {
+    NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| format!("day {days} is out of range"))
+}
+
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn time(micros: i64) -> Result<DateTime<Utc>, String> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| format!("timestamp {micros} µs is out of range"))
+}
+
+fn push_value(value: &Value, out: &mut Vec<StoredValueNode>) {
+    match value {
+        Value::Bool(b) => out.push(StoredValueNode::Bool(*b)),
+        Value::Int(i) => out.push(StoredValueNode::Int(*i)),
+        Value::Decimal(d) => out.push(StoredValueNode::Decimal(d.as_str().to_owned())),
+        Value::Text(t) => out.push(StoredValueNode::Text(t.clone())),
+        Value::Date(d) => out.push(StoredValueNode::Date(days(*d))),
+        Value::List(items) => {
+            out.push(StoredValueNode::List(items.len() as u64));
+            items.iter().for_each(|i| push_value(i, out));
+        }
+        Value::Money(m) => out.push(StoredValueNode::Money {
+            amount: m.amount.as_str().to_owned(),
+            currency: m.currency.as_str().to_owned(),
+        }),
+        Value::Percent(p) => out.push(StoredValueNode::Percent(p.as_str().to_owned())),
+    }
+}
+
+/// Rebuilds a value from its preorder nodes; every node must be used, and lists may nest at
+/// most `VALUE_DEPTH_MAX` deep (which bounds the recursion here).
+fn value_from_nodes(nodes: &[StoredValueNode]) -> Result<Value, String> {
+    fn take(
+        nodes: &[StoredValueNode],
+        depth: usize,
+    ) -> Result<(Value, &[StoredValueNode]), String> {
+        let (first, mut rest) = nodes.split_first().ok_or("a value ends early")?;
+        let value = match first {
+            StoredValueNode::Bool(b) => Value::Bool(*b),
+            StoredValueNode::Int(i) => Value::Int(*i),
+            StoredValueNode::Decimal(d) => Value::Decimal(Decimal::parse(d).map_err(err)?),
+            StoredValueNode::Text(t) => Value::Text(t.clone()),
+            StoredValueNode::Date(d) => Value::Date(date(*d)?),
+            StoredValueNode::List(n) => {
+                if depth >= VALUE_DEPTH_MAX {
+                    return Err(format!("lists nest over {VALUE_DEPTH_MAX} deep"));
+                }
+                if *n > rest.len() as u64 {
+                    return Err(format!("a list of {n} items has fewer nodes after it"));
+                }
+                let mut items = Vec::new();
+                for _ in 0..*n {
+                    let (item, after) = take(rest, depth + 1)?;
+                    items.push(item);
+                    rest = after;
+                }
+                Value::List(items)
+            }
+            StoredValueNode::Money { amount, currency } => Value::Money(Money {
+                amount: Decimal::parse(amount).map_err(err)?,
+                currency: Currency::parse(currency).map_err(err)?,
+            }),
+            StoredValueNode::Percent(p) => Value::Percent(Decimal::parse(p).map_err(err)?),
+        };
+        Ok((value, rest))
+    }
+    let (value, rest) = take(nodes, 0)?;
+    if !rest.is_empty() {
+        return Err(format!("{} value nodes left over", rest.len()));
+    }
+    Ok(value)
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The stored body of an amendment (its `prev_hash` and `hash` are not part of it).
+pub fn body_of(a: &Amendment) -> StoredBody {
+    StoredBody {
+        version: a.version,
+        id: a.id.into_bytes(),
+        agreement: a.agreement.as_str().to_owned(),
+        effective: days(a.effective),
+        recorded_at: micros(a.recorded_at),
+        title: a.title.clone(),
+        summary: a.summary.clone(),
+        sources: a.sources.clone(),
+        open: a.open.as_ref().map(|o| StoredOpening {
+            name: o.name.clone(),
+            parties: o.parties.clone(),
+        }),
+        changes: a
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Set {
+                    term,
+                    value,
+                    text,
+                    until,
+                } => {
+                    let mut nodes = Vec::new();
+                    push_value(value, &mut nodes);
+                    StoredChange::Set {
+                        term: term.as_str().to_owned(),
+                        value: nodes,
+                        text: text.clone(),
+                        until: until.map(days),
+                    }
+                }
+                Change::Remove { term, text } => StoredChange::Remove {
+                    term: term.as_str().to_owned(),
+                    text: text.clone(),
+                },
+            })
+            .collect(),
+        revokes: a.revokes.clone(),
+    }
+}
+
+/// The domain amendment a decoded record stands for; fails on anything the domain types refuse.
+pub fn amendment_of(s: &StoredAmendment) -> Result<Amendment, String> {
+    let b = &s.body;
+    let changes = b
+        .changes
+        .iter()
+        .map(|c| match c {
+            StoredChange::Set {
+                term,
+                value,
+                text,
+                until,
+            } => Ok(Change::Set {
+                term: TermKey::parse(term).map_err(err)?,
+                value: value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?,
+                text: text.clone(),
+                until: until.map(date).transpose()?,
+            }),
+            StoredChange::Remove { term, text } => Ok(Change::Remove {
+                term: TermKey::parse(term).map_err(err)?,
+                text: text.clone(),
+            }),
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Amendment {
+        version: b.version,
+        id: Uuid::from_bytes(b.id),
+        agreement: Slug::parse(&b.agreement).map_err(err)?,
+        effective: date(b.effective)?,
+        recorded_at: time(b.recorded_at)?,
+        title: b.title.clone(),
+        summary: b.summary.clone(),
+        sources: b.sources.clone(),
+        open: b.open.as_ref().map(|o| Opening {
+            name: o.name.clone(),
+            parties: o.parties.clone(),
+        }),
+        changes,
+        revokes: b.revokes.clone(),
+        prev_hash: Hash(s.prev_hash),
+        hash: Hash(s.hash),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_keys_round_trip_and_sort_by_version() {
+        let id = Uuid::from_bytes([7; 16]);
+        let k2 = record_key(&id, 2);
+        let k10 = record_key(&id, 10);
+        assert!(k2 < k10);
+        assert_eq!(split_record_key(&k10), Some((id, 10)));
+        assert_eq!(split_record_key(&k10[..23]), None);
+        assert_eq!(split_record_key(&[0; 25]), None);
+    }
+
+    #[test]
+    fn values_round_trip_through_nodes() {
+        let v = Value::List(vec![
+            Value::Int(-3),
+            Value::List(vec![Value::List(vec![]), Value::Bool(true)]),
+            Value::Date(NaiveDate::from_ymd_opt(2030, 2, 28).unwrap()),
+        ]);
+        let mut nodes = Vec::new();
+        push_value(&v, &mut nodes);
+        assert_eq!(nodes.len(), 6);
+        assert_eq!(value_from_nodes(&nodes).unwrap(), v);
+        assert!(value_from_nodes(&nodes[..5]).is_err());
+        nodes.push(StoredValueNode::Int(1));
+        assert!(value_from_nodes(&nodes).is_err());
+        assert!(value_from_nodes(&[StoredValueNode::List(u64::MAX)]).is_err());
+        let deep = vec![StoredValueNode::List(1); 100_000];
+        assert!(value_from_nodes(&deep).is_err());
+        assert!(value_from_nodes(&[StoredValueNode::Decimal("1e3".into())]).is_err());
+    }
+
+    #[test]
+    fn envelopes_refuse_junk() {
+        let bytes = seal_envelope(&StoredOpening {
+            name: "n".into(),
+            parties: vec!["p".into()],
+        })
+        .unwrap();
+        // 1 envelope, len 1 + "n", len 1, len 1 + "p".
+        assert_eq!(bytes, [1, 1, b'n', 1, 1, b'p']);
+        assert!(open_envelope::<StoredOpening>(&bytes).is_ok());
+        assert!(open_envelope::<StoredOpening>(&[]).is_err());
+        assert!(open_envelope::<StoredOpening>(&[2, 1, b'n', 1, 1, b'p']).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(open_envelope::<StoredOpening>(&trailing).is_err());
+        // A length prefix of u64::MAX must fail, not allocate.
+        let huge = [1, 253, 255, 255, 255, 255, 255, 255, 255, 255];
+        assert!(open_envelope::<StoredOpening>(&huge).is_err());
+    }
+
+    /// The integer encodings docs/STORAGE.md promises an independent reader.
+    #[test]
+    fn documented_integer_encoding() {
+        assert_eq!(encode(&250u64).unwrap(), [250]);
+        assert_eq!(encode(&251u64).unwrap(), [251, 251, 0]);
+        assert_eq!(encode(&70_000u64).unwrap(), [252, 0x70, 0x11, 0x01, 0x00]);
+        assert_eq!(
+            encode(&(1u64 << 40)).unwrap(),
+            [253, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+        // Signed: zigzag, then the unsigned varint.
+        assert_eq!(encode(&-1i64).unwrap(), [1]);
+        assert_eq!(encode(&1i32).unwrap(), [2]);
+        assert_eq!(encode(&[9u8; 3]).unwrap(), [9, 9, 9]);
+        assert_eq!(encode(&Some(true)).unwrap(), [1, 1]);
+        assert_eq!(encode(&None::<bool>).unwrap(), [0]);
+        assert_eq!(encode(&StoredValueNode::List(2)).unwrap(), [5, 2]);
+        assert_eq!(
+            encode(&StoredChange::Remove {
+                term: "a".into(),
+                text: None
+            })
+            .unwrap(),
+            [1, 1, b'a', 0]
+        );
+    }
+
+    #[test]
+    fn dates_and_times() {
+        let d = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
+        assert_eq!(days(d), 1);
+        assert_eq!(date(1).unwrap(), d);
+        assert!(date(i32::MAX).is_err());
+        assert!(time(i64::MAX).is_err());
+        assert_eq!(time(0).unwrap(), DateTime::<Utc>::UNIX_EPOCH);
+    }
+}

@@ -1,0 +1,932 @@
+//! Tests of the store through its public API, plus raw damage for `verify`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{Duration, NaiveDate, TimeZone};
+use pactum_domain::{Change, Currency, Decimal, DraftFields, Money, Opening, TermKey, Value};
+use pactum_domain::{Draft, StepStamper};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::*;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap()
+}
+
+fn stamper() -> StepStamper {
+    StepStamper::new(t0(), Duration::seconds(1))
+}
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+fn slug(s: &str) -> Slug {
+    Slug::parse(s).unwrap()
+}
+
+fn key(s: &str) -> TermKey {
+    TermKey::parse(s).unwrap()
+}
+
+fn dec(s: &str) -> Decimal {
+    Decimal::parse(s).unwrap()
+}
+
+fn set(term: &str, value: Value) -> Change {
+    Change::Set {
+        term: key(term),
+        value,
+        text: None,
+        until: None,
+    }
+}
+
+fn fields(agreement: &str, title: &str, effective: NaiveDate) -> DraftFields {
+    DraftFields {
+        agreement: slug(agreement),
+        title: title.into(),
+        effective,
+        summary: None,
+        sources: vec![],
+        expect_version: None,
+        revokes: vec![],
+        open: None,
+        changes: vec![],
+    }
+}
+
+fn opening(agreement: &str, changes: Vec<Change>) -> Draft {
+    let mut f = fields(agreement, "Opening", day(2024, 1, 1));
+    f.open = Some(Opening {
+        name: format!("The {agreement} agreement"),
+        parties: vec!["ACME Corp".into(), "Initech".into()],
+    });
+    f.changes = changes;
+    Draft::new(f).unwrap()
+}
+
+fn amend(agreement: &str, title: &str, changes: Vec<Change>) -> Draft {
+    let mut f = fields(agreement, title, day(2025, 6, 1));
+    f.changes = changes;
+    Draft::new(f).unwrap()
+}
+
+fn req(agreement: &str, expected_version: u64, drafts: Vec<Draft>) -> AppendRequest {
+    AppendRequest {
+        agreement: slug(agreement),
+        expected_version,
+        drafts,
+    }
+}
+
+/// A value of every kind, lists nested in lists.
+fn every_value() -> Vec<Change> {
+    let usd = Money {
+        amount: dec("120000.00"),
+        currency: Currency::parse("USD").unwrap(),
+    };
+    vec![
+        set("flag", Value::Bool(true)),
+        set("count", Value::Int(-42)),
+        set("rate", Value::Decimal(dec("12.50"))),
+        set("note", Value::Text("unicode ✓ \"quoted\"\nline".into())),
+        set("start", Value::Date(day(2024, 2, 29))),
+        set("fees.annual", Value::Money(usd.clone())),
+        set("share", Value::Percent(dec("20"))),
+        set(
+            "nested",
+            Value::List(vec![
+                Value::Int(i64::MIN),
+                Value::List(vec![]),
+                Value::List(vec![
+                    Value::Money(usd),
+                    Value::List(vec![Value::Date(day(1, 1, 1)), Value::Bool(false)]),
+                ]),
+                Value::Percent(dec("-0.5")),
+            ]),
+        ),
+        Change::Set {
+            term: key("ip-license.exclusive"),
+            value: Value::Bool(true),
+            text: Some("Microsoft holds an exclusive licence.".into()),
+            until: Some(day(2030, 12, 31)),
+        },
+    ]
+}
+
+/// The three-amendment ledger the snapshots show.
+fn small_ledger(store: &SledStore) -> Vec<Amendment> {
+    let mut second = fields("acme-initech", "Raise the fee", day(2025, 1, 1));
+    second.summary = Some("Fees go up.".into());
+    second.sources = vec!["https://example.com/fees".into()];
+    second.changes = vec![
+        Change::Set {
+            term: key("fees.annual"),
+            value: Value::Money(Money {
+                amount: dec("150000.00"),
+                currency: Currency::parse("USD").unwrap(),
+            }),
+            text: Some("Customer pays USD 150,000 a year.".into()),
+            until: Some(day(2026, 12, 31)),
+        },
+        Change::Remove {
+            term: key("support.premium"),
+            text: Some("Premium support ends.".into()),
+        },
+    ];
+    let mut third = fields("acme-initech", "Correct the fee", day(2025, 1, 1));
+    third.revokes = vec![2];
+    third.changes = vec![set("regions", Value::List(vec![Value::Text("EU".into())]))];
+    store
+        .append(
+            &[req(
+                "acme-initech",
+                0,
+                vec![
+                    opening(
+                        "acme-initech",
+                        vec![
+                            set("support.premium", Value::Bool(true)),
+                            set("share", Value::Percent(dec("20"))),
+                        ],
+                    ),
+                    Draft::new(second).unwrap(),
+                    Draft::new(third).unwrap(),
+                ],
+            )],
+            &stamper(),
+        )
+        .unwrap()
+}
+
+fn conflict_of(e: StoreFailure<StoreError>) -> (Slug, u64, u64) {
+    match e {
+        StoreFailure::Conflict {
+            agreement,
+            expected,
+            actual,
+        } => (agreement, expected, actual),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+fn refused(e: StoreFailure<StoreError>) -> String {
+    match e {
+        StoreFailure::Backend(e @ StoreError::Refused { .. }) => e.to_string(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Every raw key and value, for byte-exact before/after comparisons.
+fn raw_contents(store: &SledStore) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut names = store.db.tree_names();
+    names.sort();
+    for name in names {
+        let tree = store.db.open_tree(&name).unwrap();
+        for kv in tree.iter() {
+            let (k, v) = kv.unwrap();
+            out.push((
+                String::from_utf8_lossy(&name).into_owned(),
+                k.to_vec(),
+                v.to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn append_then_read_back_every_value_kind() {
+    let store = SledStore::temporary().unwrap();
+    let mut third = fields("acme", "Withdraw and trim", day(2025, 3, 1));
+    third.revokes = vec![2];
+    third.summary = Some("A correction.".into());
+    third.sources = vec![
+        "https://example.com/a".into(),
+        "https://example.com/b".into(),
+    ];
+    third.changes = vec![
+        Change::Remove {
+            term: key("flag"),
+            text: Some("No longer needed.".into()),
+        },
+        Change::Remove {
+            term: key("count"),
+            text: None,
+        },
+    ];
+    let drafts = vec![
+        opening("acme", every_value()),
+        amend(
+            "acme",
+            "Change the rate",
+            vec![set("rate", Value::Decimal(dec("13")))],
+        ),
+        Draft::new(third).unwrap(),
+    ];
+    let written = store
+        .append(&[req("acme", 0, drafts.clone())], &stamper())
+        .unwrap();
+    assert_eq!(written.len(), 3);
+    let read = store.amendments(&slug("acme")).unwrap();
+    assert_eq!(read, written);
+    for (i, (a, d)) in read.iter().zip(&drafts).enumerate() {
+        assert_eq!(a.version, i as u64 + 1);
+        assert_eq!(a.changes, d.changes);
+        assert_eq!(a.revokes, d.revokes);
+        assert_eq!(a.summary, d.summary);
+        assert_eq!(a.sources, d.sources);
+        assert_eq!(a.open, d.open);
+        assert_eq!(a.effective, d.effective);
+        assert_ne!(a.hash, Hash::ZERO);
+    }
+    assert_eq!(read[0].prev_hash, Hash::ZERO);
+    assert_eq!(read[1].prev_hash, read[0].hash);
+    assert_eq!(read[2].prev_hash, read[1].hash);
+    assert_eq!(read[0].recorded_at, t0());
+    let head = store.head(&slug("acme")).unwrap().unwrap();
+    assert_eq!(head.version, 3);
+    assert_eq!(head.head_hash, read[2].hash);
+    assert_eq!(head.recorded_at, read[2].recorded_at);
+    assert_eq!(head.name, "The acme agreement");
+    assert_eq!(head.parties, ["ACME Corp", "Initech"]);
+    assert!(store.verify(&slug("acme")).unwrap().is_empty());
+    assert_eq!(store.head(&slug("nobody")).unwrap(), None);
+    assert!(store.amendments(&slug("nobody")).unwrap().is_empty());
+}
+
+#[test]
+fn hash_is_sha256_of_prev_hash_and_raw_body() {
+    // An independent check of the rule in docs/STORAGE.md, from raw bytes alone.
+    let store = SledStore::temporary().unwrap();
+    let written = small_ledger(&store);
+    let tree = store.raw_tree("amendments").unwrap();
+    let mut prev = [0u8; 32];
+    for (kv, a) in tree.iter().zip(&written) {
+        let (_, v) = kv.unwrap();
+        assert_eq!(v[0], 1, "envelope byte");
+        let n = v.len();
+        let body = &v[1..n - 64];
+        assert_eq!(&v[n - 64..n - 32], &prev[..], "stored prev_hash");
+        let digest: [u8; 32] = Sha256::new()
+            .chain_update(prev)
+            .chain_update(body)
+            .finalize()
+            .into();
+        assert_eq!(&v[n - 32..], &digest[..], "stored hash");
+        assert_eq!(a.hash.0, digest);
+        // The body starts with the version and the 16 id bytes.
+        assert_eq!(body[0] as u64, a.version);
+        assert_eq!(&body[1..17], a.id.as_bytes());
+        prev = digest;
+    }
+}
+
+#[test]
+fn multi_agreement_batch() {
+    let store = SledStore::temporary().unwrap();
+    let s = stamper();
+    let out = store
+        .append(
+            &[
+                req(
+                    "zeta",
+                    0,
+                    vec![opening("zeta", vec![set("a", Value::Int(1))])],
+                ),
+                req(
+                    "alpha",
+                    0,
+                    vec![
+                        opening("alpha", vec![set("a", Value::Int(1))]),
+                        amend("alpha", "two", vec![set("a", Value::Int(2))]),
+                    ],
+                ),
+            ],
+            &s,
+        )
+        .unwrap();
+    let versions: Vec<_> = out
+        .iter()
+        .map(|a| (a.agreement.as_str(), a.version))
+        .collect();
+    assert_eq!(versions, [("zeta", 1), ("alpha", 1), ("alpha", 2)]);
+    let out = store
+        .append(
+            &[
+                req(
+                    "alpha",
+                    2,
+                    vec![amend("alpha", "three", vec![set("b", Value::Int(3))])],
+                ),
+                req(
+                    "zeta",
+                    1,
+                    vec![amend("zeta", "two", vec![set("b", Value::Int(3))])],
+                ),
+            ],
+            &s,
+        )
+        .unwrap();
+    assert_eq!(out[0].version, 3);
+    assert_eq!(out[1].version, 2);
+    let heads = store.agreements().unwrap();
+    let summary: Vec<_> = heads
+        .iter()
+        .map(|h| (h.agreement.as_str(), h.version))
+        .collect();
+    assert_eq!(summary, [("alpha", 3), ("zeta", 2)]);
+    assert_eq!(store.amendments(&slug("alpha")).unwrap().len(), 3);
+    assert_eq!(store.amendments(&slug("zeta")).unwrap().len(), 2);
+    for h in &heads {
+        assert!(store.verify(&h.agreement).unwrap().is_empty());
+    }
+}
+
+#[test]
+fn conflict_leaves_the_store_unchanged() {
+    let store = SledStore::temporary().unwrap();
+    let s = stamper();
+    small_ledger(&store);
+    let dump_before = store.dump().unwrap();
+    let raw_before = raw_contents(&store);
+
+    let stale = store
+        .append(
+            &[req(
+                "acme-initech",
+                2,
+                vec![amend("acme-initech", "late", vec![set("x", Value::Int(1))])],
+            )],
+            &s,
+        )
+        .unwrap_err();
+    assert_eq!(conflict_of(stale), (slug("acme-initech"), 2, 3));
+
+    // The first request would succeed alone: all or nothing.
+    let batch = store
+        .append(
+            &[
+                req(
+                    "fresh",
+                    0,
+                    vec![opening("fresh", vec![set("a", Value::Int(1))])],
+                ),
+                req("acme-initech", 0, vec![opening("acme-initech", vec![])]),
+            ],
+            &s,
+        )
+        .unwrap_err();
+    assert_eq!(conflict_of(batch), (slug("acme-initech"), 0, 3));
+
+    let missing = store
+        .append(
+            &[req(
+                "ghost",
+                4,
+                vec![amend("ghost", "x", vec![set("a", Value::Int(1))])],
+            )],
+            &s,
+        )
+        .unwrap_err();
+    assert_eq!(conflict_of(missing), (slug("ghost"), 4, 0));
+
+    assert_eq!(store.dump().unwrap(), dump_before);
+    assert_eq!(raw_contents(&store), raw_before);
+    assert_eq!(store.head(&slug("fresh")).unwrap(), None);
+}
+
+#[test]
+fn requests_the_store_refuses() {
+    let store = SledStore::temporary().unwrap();
+    let s = stamper();
+    let no_open = store
+        .append(
+            &[req(
+                "acme",
+                0,
+                vec![amend("acme", "x", vec![set("a", Value::Int(1))])],
+            )],
+            &s,
+        )
+        .unwrap_err();
+    assert!(refused(no_open).contains("must have [open]"));
+
+    let twice = store
+        .append(
+            &[
+                req("acme", 0, vec![opening("acme", vec![])]),
+                req("acme", 0, vec![opening("acme", vec![])]),
+            ],
+            &s,
+        )
+        .unwrap_err();
+    assert!(refused(twice).contains("two requests"));
+
+    let wrong_slug = store
+        .append(&[req("acme", 0, vec![opening("other", vec![])])], &s)
+        .unwrap_err();
+    assert!(refused(wrong_slug).contains("names agreement other"));
+
+    let late_open = store
+        .append(
+            &[req(
+                "acme",
+                0,
+                vec![opening("acme", vec![]), opening("acme", vec![])],
+            )],
+            &s,
+        )
+        .unwrap_err();
+    assert!(refused(late_open).contains("only an agreement's first amendment"));
+    assert!(store.agreements().unwrap().is_empty());
+    assert!(store.raw_tree("amendments").unwrap().is_empty());
+
+    // A request with no drafts only checks the version.
+    assert!(store
+        .append(&[req("acme", 0, vec![])], &s)
+        .unwrap()
+        .is_empty());
+    assert!(store.agreements().unwrap().is_empty());
+}
+
+/// A clock that steps back an hour at every reading.
+struct BackwardsStamper {
+    calls: AtomicU64,
+    inner: StepStamper,
+}
+
+impl Stamper for BackwardsStamper {
+    fn now(&self) -> DateTime<Utc> {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) as i64;
+        t0() - Duration::hours(n) + Duration::nanoseconds(999)
+    }
+    fn new_id(&self, recorded_at: DateTime<Utc>) -> Uuid {
+        self.inner.new_id(recorded_at)
+    }
+}
+
+#[test]
+fn recorded_at_increases_when_the_clock_steps_back() {
+    let store = SledStore::temporary().unwrap();
+    let s = BackwardsStamper {
+        calls: AtomicU64::new(0),
+        inner: stamper(),
+    };
+    let first = store
+        .append(
+            &[req(
+                "acme",
+                0,
+                vec![
+                    opening("acme", vec![]),
+                    amend("acme", "b", vec![set("a", Value::Int(1))]),
+                ],
+            )],
+            &s,
+        )
+        .unwrap();
+    let second = store
+        .append(
+            &[req(
+                "acme",
+                2,
+                vec![amend("acme", "c", vec![set("a", Value::Int(2))])],
+            )],
+            &s,
+        )
+        .unwrap();
+    let times: Vec<_> = first.iter().chain(&second).map(|a| a.recorded_at).collect();
+    let us = Duration::microseconds(1);
+    // Truncated to microseconds, then one microsecond after the previous.
+    assert_eq!(times, [t0(), t0() + us, t0() + us + us]);
+    let read: Vec<_> = store
+        .amendments(&slug("acme"))
+        .unwrap()
+        .iter()
+        .map(|a| a.recorded_at)
+        .collect();
+    assert_eq!(read, times);
+    assert!(store.verify(&slug("acme")).unwrap().is_empty());
+}
+
+#[test]
+fn repeated_agreement_ids_get_fresh_ones() {
+    // Two StepStampers from the same start give the same ids: the second agreement must still
+    // get its own.
+    let store = SledStore::temporary().unwrap();
+    store
+        .append(&[req("one", 0, vec![opening("one", vec![])])], &stamper())
+        .unwrap();
+    store
+        .append(&[req("two", 0, vec![opening("two", vec![])])], &stamper())
+        .unwrap();
+    assert_eq!(store.agreements().unwrap().len(), 2);
+    assert_eq!(store.amendments(&slug("one")).unwrap().len(), 1);
+    assert_eq!(store.amendments(&slug("two")).unwrap().len(), 1);
+    assert!(store.verify(&slug("one")).unwrap().is_empty());
+    assert!(store.verify(&slug("two")).unwrap().is_empty());
+}
+
+#[test]
+fn reopen_after_drop_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pactum.db");
+    let (written, heads) = {
+        let store = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+        (small_ledger(&store), store.agreements().unwrap())
+    };
+    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    assert_eq!(store.amendments(&slug("acme-initech")).unwrap(), written);
+    assert_eq!(store.agreements().unwrap(), heads);
+    assert!(store.verify(&slug("acme-initech")).unwrap().is_empty());
+    let more = store
+        .append(
+            &[req(
+                "acme-initech",
+                3,
+                vec![amend("acme-initech", "four", vec![set("z", Value::Int(4))])],
+            )],
+            &stamper(),
+        )
+        .unwrap();
+    assert_eq!(more[0].version, 4);
+    assert_eq!(more[0].prev_hash, written[2].hash);
+    // next_recorded_at keeps the reopened chain increasing, although this stamper starts over.
+    assert!(more[0].recorded_at > written[2].recorded_at);
+}
+
+#[test]
+fn verify_finds_a_flipped_byte() {
+    let store = SledStore::temporary().unwrap();
+    let written = small_ledger(&store);
+    let tree = store.raw_tree("amendments").unwrap();
+    let uuid = store.uuid_of(&slug("acme-initech")).unwrap().unwrap();
+    let k = record_key(&uuid, 2);
+    let mut v = tree.get(k).unwrap().unwrap().to_vec();
+    // Change one letter of the title, so the record still decodes.
+    let at = v.windows(13).position(|w| w == b"Raise the fee").unwrap();
+    v[at] = b'r';
+    tree.insert(k, v).unwrap();
+    let findings = store.verify(&slug("acme-initech")).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].version, Some(2));
+    assert!(findings[0].problem.contains("does not match its hash"));
+    assert!(findings[0].problem.contains(&written[1].hash.to_hex()));
+
+    // The envelope byte: the record no longer decodes, a finding and not an error.
+    let mut v = tree.get(k).unwrap().unwrap().to_vec();
+    v[0] = 9;
+    tree.insert(k, v).unwrap();
+    let findings = store.verify(&slug("acme-initech")).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(findings[0].problem.contains("unknown envelope byte 9"));
+    let read = store.amendments(&slug("acme-initech")).unwrap_err();
+    assert!(matches!(
+        read,
+        StoreError::Decode {
+            version: Some(2),
+            ..
+        }
+    ));
+    assert!(read.to_string().contains("record acme-initech v2"));
+}
+
+#[test]
+fn verify_finds_a_gap_and_a_head_past_the_end() {
+    let store = SledStore::temporary().unwrap();
+    small_ledger(&store);
+    let agreement = slug("acme-initech");
+    let uuid = store.uuid_of(&agreement).unwrap().unwrap();
+    let tree = store.raw_tree("amendments").unwrap();
+    tree.remove(record_key(&uuid, 2)).unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].version, Some(2));
+    assert_eq!(findings[0].problem, "version 2 is missing");
+
+    // Drop the last record too: the head now points past the end.
+    tree.remove(record_key(&uuid, 3)).unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(
+        findings[0].problem,
+        "the head says latest version 3 but the last record is version 1"
+    );
+}
+
+#[test]
+fn verify_finds_a_rewritten_head_and_a_bad_chain() {
+    let store = SledStore::temporary().unwrap();
+    small_ledger(&store);
+    let agreement = slug("acme-initech");
+    let uuid = store.uuid_of(&agreement).unwrap().unwrap();
+    let heads = store.raw_tree("agreements").unwrap();
+    let mut head: StoredHead =
+        open_envelope(&heads.get(uuid.as_bytes()).unwrap().unwrap()).unwrap();
+    head.version = 7;
+    heads
+        .insert(uuid.as_bytes(), seal_envelope(&head).unwrap())
+        .unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].version, Some(7));
+
+    // A record resealed consistently but linked to the wrong predecessor.
+    head.version = 3;
+    heads
+        .insert(uuid.as_bytes(), seal_envelope(&head).unwrap())
+        .unwrap();
+    let tree = store.raw_tree("amendments").unwrap();
+    let k = record_key(&uuid, 3);
+    let mut rec: StoredAmendment = open_envelope(&tree.get(k).unwrap().unwrap()).unwrap();
+    rec.prev_hash = [7; 32];
+    rec.hash = chain_hash(&rec.prev_hash, &encode(&rec.body).unwrap()).0;
+    tree.insert(k, seal_envelope(&rec).unwrap()).unwrap();
+    let problems: Vec<_> = store
+        .verify(&agreement)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.version, f.problem))
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].1.starts_with("prev_hash 0707"));
+    assert!(problems[1].1.starts_with("the head's hash"));
+
+    let unknown = store.verify(&slug("nobody")).unwrap_err();
+    assert!(matches!(unknown, StoreError::UnknownAgreement { .. }));
+}
+
+#[test]
+fn open_refuses_what_is_not_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let e = SledStore::open(&missing, OpenMode::MustExist)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StoreError::Missing { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("no store at {} (append creates one)", missing.display())
+    );
+    assert!(!missing.exists(), "a read must not create the store");
+
+    let empty = dir.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    let e = SledStore::open(&empty, OpenMode::MustExist).err().unwrap();
+    assert!(matches!(e, StoreError::Missing { .. }), "{e}");
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 0);
+
+    let file = dir.path().join("file");
+    fs::write(&file, "hello").unwrap();
+    for mode in [OpenMode::MustExist, OpenMode::CreateIfMissing] {
+        let e = SledStore::open(&file, mode).err().unwrap();
+        assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+        assert!(e.to_string().contains(&file.display().to_string()));
+    }
+    assert_eq!(fs::read(&file).unwrap(), b"hello");
+
+    let junk = dir.path().join("junk");
+    fs::create_dir(&junk).unwrap();
+    fs::write(junk.join("notes.txt"), "x").unwrap();
+    let e = SledStore::open(&junk, OpenMode::CreateIfMissing)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+    assert_eq!(fs::read_dir(&junk).unwrap().count(), 1, "nothing written");
+
+    // sled's file names, with garbage in them.
+    let fake = dir.path().join("fake");
+    fs::create_dir(&fake).unwrap();
+    fs::write(fake.join("conf"), [0xff; 40]).unwrap();
+    fs::write(fake.join("db"), [0xab; 4096]).unwrap();
+    let e = SledStore::open(&fake, OpenMode::MustExist).err().unwrap();
+    assert!(
+        matches!(e, StoreError::NotAStore { .. } | StoreError::Io { .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn open_refuses_foreign_and_newer_sled_databases() {
+    let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign");
+    {
+        let db = sled::open(&foreign).unwrap();
+        db.insert(b"someone", b"else").unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(&foreign, OpenMode::CreateIfMissing)
+        .err()
+        .unwrap();
+    assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+    assert!(e.to_string().contains("without the pactum.format key"));
+    assert!(!sled::open(&foreign)
+        .unwrap()
+        .tree_names()
+        .contains(&sled::IVec::from("amendments")));
+
+    let newer = dir.path().join("newer");
+    drop(SledStore::open(&newer, OpenMode::CreateIfMissing).unwrap());
+    {
+        let db = sled::open(&newer).unwrap();
+        db.insert(FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
+    assert!(
+        matches!(
+            e,
+            StoreError::NewerFormat {
+                found: 2,
+                supported: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+
+    {
+        let db = sled::open(&newer).unwrap();
+        db.insert(FORMAT_KEY, b"v1").unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
+    assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
+}
+
+#[test]
+fn a_held_store_is_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pactum.db");
+    let first = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+    // sled's lock is an flock on the db file, held per open file: a second open is refused even
+    // from the same process.
+    let e = SledStore::open(&path, OpenMode::MustExist).err().unwrap();
+    assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("store {} is in use by another process", path.display())
+    );
+    drop(first);
+    assert!(SledStore::open(&path, OpenMode::MustExist).is_ok());
+}
+
+#[test]
+fn a_new_store_has_its_format_key() {
+    let store = SledStore::temporary().unwrap();
+    let dump = store.dump().unwrap();
+    assert_eq!(dump.len(), 1);
+    assert_eq!(dump[0].key, "pactum.format");
+    assert_eq!(dump[0].value, "format version 1");
+    assert_eq!(dump[0].key_hex, hex::encode(FORMAT_KEY));
+}
+
+/// A record as the snapshot shows it: hashes and ids in hex, the value types as the domain
+/// serialises them.
+#[derive(Serialize)]
+struct RecordView {
+    key: String,
+    envelope: u8,
+    bytes: usize,
+    version: u64,
+    id: String,
+    agreement: String,
+    effective: NaiveDate,
+    recorded_at: String,
+    title: String,
+    summary: Option<String>,
+    sources: Vec<String>,
+    open: Option<Opening>,
+    changes: Vec<Change>,
+    revokes: Vec<u64>,
+    prev_hash: String,
+    hash: String,
+}
+
+#[test]
+fn snapshot_of_stored_records() {
+    let store = SledStore::temporary().unwrap();
+    small_ledger(&store);
+    let tree = store.raw_tree("amendments").unwrap();
+    let views: Vec<RecordView> = tree
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            let stored: StoredAmendment = open_envelope(&v).unwrap();
+            let a = amendment_of(&stored).unwrap();
+            RecordView {
+                key: hex::encode(&k),
+                envelope: v[0],
+                bytes: v.len(),
+                version: a.version,
+                id: a.id.to_string(),
+                agreement: a.agreement.to_string(),
+                effective: a.effective,
+                recorded_at: rfc3339(&a.recorded_at),
+                title: a.title,
+                summary: a.summary,
+                sources: a.sources,
+                open: a.open,
+                changes: a.changes,
+                revokes: a.revokes,
+                prev_hash: a.prev_hash.to_hex(),
+                hash: a.hash.to_hex(),
+            }
+        })
+        .collect();
+    insta::assert_yaml_snapshot!("stored_records", views);
+}
+
+#[test]
+fn snapshot_of_key_layout() {
+    let store = SledStore::temporary().unwrap();
+    small_ledger(&store);
+    store
+        .append(&[req("beta", 0, vec![opening("beta", vec![])])], &stamper())
+        .unwrap();
+    insta::assert_yaml_snapshot!("key_layout", store.dump().unwrap());
+}
+/// The worked example of docs/STORAGE.md, byte for byte.
+#[test]
+fn documented_example_record() {
+    let store = SledStore::temporary().unwrap();
+    let mut f = fields("acme", "Open", day(2024, 1, 1));
+    f.open = Some(Opening {
+        name: "A".into(),
+        parties: vec!["X".into()],
+    });
+    f.changes = vec![
+        set(
+            "fee",
+            Value::Money(Money {
+                amount: dec("12.50"),
+                currency: Currency::parse("USD").unwrap(),
+            }),
+        ),
+        set(
+            "n",
+            Value::List(vec![Value::Int(-2), Value::Date(day(1970, 1, 1))]),
+        ),
+    ];
+    let sealed = store
+        .append(&[req("acme", 0, vec![Draft::new(f).unwrap()])], &stamper())
+        .unwrap();
+    let hash = "4f5a3b21159fc491f51f2fda51aca82827e1096148b13194c0a0ec05c7b5f2ae";
+    assert_eq!(sealed[0].hash.to_hex(), hash);
+    let contents: Vec<_> = raw_contents(&store)
+        .into_iter()
+        .map(|(t, k, v)| (t, hex::encode(k), hex::encode(v)))
+        .collect();
+    let zeros = "00".repeat(32);
+    // One line per field, as docs/STORAGE.md annotates it.
+    let record = [
+        "01",                               // envelope: codec 1
+        "01",                               // version 1
+        "019b78c90a8070008000000000000000", // id
+        "0461636d65",                       // agreement "acme"
+        "fc8c8c1600",                       // effective 2024-01-01
+        "fd0008a2a29f8e0c00",               // recorded_at
+        "044f70656e",                       // title "Open"
+        "00",                               // summary None
+        "00",                               // sources []
+        "010141010158",                     // open Some { name "A", parties ["X"] }
+        "02",                               // 2 changes
+        "0003666565",                       // Set, term "fee"
+        "01060531322e353003555344",         // 1 node: Money "12.50" "USD"
+        "0000",                             // text None, until None
+        "00016e",                           // Set, term "n"
+        "030502010304fc76f21500",           // 3 nodes: List(2), Int(-2), Date(1970-01-01)
+        "0000",                             // text None, until None
+        "00",                               // revokes []
+        &zeros,                             // prev_hash
+        hash,                               // hash
+    ]
+    .concat();
+    let head = format!(
+        "01\
+         0461636d65\
+         0141\
+         010158\
+         01\
+         {hash}\
+         fd0008a2a29f8e0c00"
+    );
+    let id = "019b78c90a8070008000000000000001";
+    assert_eq!(
+        contents,
+        [
+            (
+                "__sled__default".into(),
+                hex::encode(FORMAT_KEY),
+                "00000001".into()
+            ),
+            ("agreements".into(), id.into(), head),
+            ("amendments".into(), format!("{id}0000000000000001"), record),
+            ("slugs".into(), hex::encode("acme"), id.into()),
+        ]
+    );
+}
