@@ -1,1 +1,10 @@
+//! End-to-end tests of the `pactum` binary. One test binary with a module per area, so the
+//! suite links once.
 
+mod common;
+
+mod commands;
+mod data_files;
+mod demo;
+mod refusals;
+mod semantics;

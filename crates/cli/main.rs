@@ -1,1 +1,34 @@
-fn main() {}
+//! The `pactum` command: argument parsing, reading amendment files, and text or JSON output.
+//! Every use case goes through `pactum_app::Ledger`; this binary only adds the command line.
+
+mod args;
+mod commands;
+mod demo;
+mod output;
+mod text;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return args::usage_failure(e),
+    };
+    match commands::run(&cli) {
+        Ok(outcome) => {
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`pactum log | head`) is not an error of ours.
+            let _ = stdout
+                .write_all(outcome.stdout.as_bytes())
+                .and_then(|_| stdout.flush());
+            ExitCode::from(outcome.code)
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

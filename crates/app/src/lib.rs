@@ -1,1 +1,18 @@
-//! placeholder
+//! Pactum's application path: the one place every front end calls.
+//!
+//! [`Ledger`] wraps any [`pactum_domain::LedgerStore`] and runs each use case the same way for
+//! the CLI today and an HTTP server later: load an agreement's history from the store, build the
+//! projection, decide (check drafts against the terms in force on their effective dates), and
+//! append with the expected version it decided on, so that a race between two writers ends in a
+//! version conflict, never in a lost or unvalidated amendment.
+//!
+//! [`json`] renders results in SPEC §5's JSON shapes, so every front end prints the same JSON.
+//! Not here: parsing amendment files (pactum-format), storage (pactum-store), text output and
+//! argument parsing (the `pactum` binary).
+
+pub mod json;
+mod ledger;
+mod point;
+
+pub use ledger::{AppError, Ledger, Submission, SystemStamper, VerifyReport};
+pub use point::{PointSpec, PointSpecError};

@@ -1,0 +1,361 @@
+//! The use cases, each a short path: store → projection → decision → store.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pactum_domain::{
+    AgreementHead, Amendment, AppendRequest, Change, Draft, Hash, LedgerStore, Slug, Stamper,
+    StoreFailure, TermKey, VerifyFinding, Version,
+};
+use pactum_projection::{
+    Cut, Diff, HistoryRow, Point, ProjectionError, ReplayStep, TermsAt, Timeline,
+};
+use uuid::Uuid;
+
+use crate::PointSpec;
+
+/// A draft and where it came from (a file name, `-`, or an HTTP request id), for messages.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub file: String,
+    pub draft: Draft,
+}
+
+/// Why a use case did not complete. Every refusal leaves the store unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A draft breaks a rule that depends on the ledger's history (SPEC §2).
+    #[error("{file}: {message}")]
+    Refused { file: String, message: String },
+    /// The ledger is not at the version the writer expected (`expect_version`, or another writer
+    /// appended between our read and our write).
+    #[error("{context}version conflict on {agreement}: expected latest version {expected}, found {actual}")]
+    Conflict {
+        context: String,
+        agreement: Slug,
+        expected: Version,
+        actual: Version,
+    },
+    #[error("unknown agreement {0}")]
+    UnknownAgreement(Slug),
+    #[error("unknown term {term}: no amendment of {agreement} sets or removes it")]
+    UnknownTerm { agreement: Slug, term: TermKey },
+    #[error("{agreement}: {source}")]
+    Projection {
+        agreement: Slug,
+        source: ProjectionError,
+    },
+    #[error("store: {0}")]
+    Store(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl AppError {
+    fn store(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        AppError::Store(Box::new(e))
+    }
+}
+
+/// What `verify` found for one agreement.
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub agreement: Slug,
+    pub version: Version,
+    pub head_hash: Hash,
+    /// Empty when the agreement's records are intact.
+    pub findings: Vec<VerifyFinding>,
+}
+
+/// The real clock and random UUID v7 ids.
+pub struct SystemStamper;
+
+impl Stamper for SystemStamper {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    fn new_id(&self, recorded_at: DateTime<Utc>) -> Uuid {
+        let ts = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            recorded_at.timestamp().max(0) as u64,
+            recorded_at.timestamp_subsec_nanos(),
+        );
+        Uuid::new_v7(ts)
+    }
+}
+
+/// The application service over one store.
+pub struct Ledger<S> {
+    store: S,
+    stamper: Box<dyn Stamper>,
+}
+
+impl<S: LedgerStore> Ledger<S> {
+    pub fn new(store: S, stamper: Box<dyn Stamper>) -> Self {
+        Ledger { store, stamper }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Validates every submission against its agreement's history (and the submissions before
+    /// it in the same call), then appends them all in one transaction, or none of them.
+    /// Returns the recorded amendments in submission order.
+    pub fn append(&self, submissions: &[Submission]) -> Result<Vec<Amendment>, AppError> {
+        // One request per agreement, in order of first appearance; `slots` maps each submission
+        // to (request, position) so results come back in submission order.
+        let mut requests: Vec<(AppendRequest, Vec<Amendment>)> = Vec::new();
+        let mut slots = Vec::with_capacity(submissions.len());
+        for sub in submissions {
+            let agreement = &sub.draft.agreement;
+            let index = match requests.iter().position(|(r, _)| &r.agreement == agreement) {
+                Some(i) => i,
+                None => {
+                    let history = self.store.amendments(agreement).map_err(AppError::store)?;
+                    let request = AppendRequest {
+                        agreement: agreement.clone(),
+                        expected_version: history.len() as Version,
+                        drafts: Vec::new(),
+                    };
+                    requests.push((request, history));
+                    requests.len() - 1
+                }
+            };
+            let (request, provisional) = &mut requests[index];
+            decide(sub, provisional)?;
+            let version = provisional.len() as Version + 1;
+            provisional.push(Amendment::unsealed(
+                &sub.draft,
+                version,
+                Uuid::nil(),
+                DateTime::<Utc>::MIN_UTC,
+                Hash::ZERO,
+            ));
+            slots.push((index, request.drafts.len()));
+            request.drafts.push(sub.draft.clone());
+        }
+        let requests: Vec<AppendRequest> = requests.into_iter().map(|(r, _)| r).collect();
+        let recorded = match self.store.append(&requests, self.stamper.as_ref()) {
+            Ok(recorded) => recorded,
+            Err(StoreFailure::Conflict {
+                agreement,
+                expected,
+                actual,
+            }) => {
+                return Err(AppError::Conflict {
+                    context: "another writer appended first: ".into(),
+                    agreement,
+                    expected,
+                    actual,
+                })
+            }
+            Err(StoreFailure::Backend(e)) => return Err(AppError::store(e)),
+        };
+        // The store returns amendments grouped by request, in request order.
+        let mut starts = Vec::with_capacity(requests.len());
+        let mut offset = 0;
+        for r in &requests {
+            starts.push(offset);
+            offset += r.drafts.len();
+        }
+        Ok(slots
+            .into_iter()
+            .map(|(req, pos)| recorded[starts[req] + pos].clone())
+            .collect())
+    }
+
+    /// Every agreement's head, in slug order.
+    pub fn agreements(&self) -> Result<Vec<AgreementHead>, AppError> {
+        self.store.agreements().map_err(AppError::store)
+    }
+
+    /// Every amendment of an agreement, in version order.
+    pub fn log(&self, agreement: &Slug) -> Result<Vec<Amendment>, AppError> {
+        let amendments = self.store.amendments(agreement).map_err(AppError::store)?;
+        if amendments.is_empty() {
+            return Err(AppError::UnknownAgreement(agreement.clone()));
+        }
+        Ok(amendments)
+    }
+
+    /// The agreement's projection, ready for any number of queries.
+    pub fn timeline(&self, agreement: &Slug) -> Result<Timeline, AppError> {
+        let amendments = self.log(agreement)?;
+        Timeline::new(&amendments).map_err(|source| AppError::Projection {
+            agreement: agreement.clone(),
+            source,
+        })
+    }
+
+    /// The terms in force at a knowledge cut, on a day (SPEC §3).
+    pub fn terms(&self, agreement: &Slug, cut: Cut, on: NaiveDate) -> Result<TermsAt, AppError> {
+        let timeline = self.timeline(agreement)?;
+        let version = resolve(agreement, &timeline, cut)?;
+        Ok(timeline.terms_at(Point { version, on }))
+    }
+
+    /// What differs between two points; a version point is read on `today`.
+    pub fn diff(
+        &self,
+        agreement: &Slug,
+        from: PointSpec,
+        to: PointSpec,
+        today: NaiveDate,
+    ) -> Result<Diff, AppError> {
+        let timeline = self.timeline(agreement)?;
+        let point = |spec| -> Result<Point, AppError> {
+            Ok(match spec {
+                PointSpec::Version(v) => Point {
+                    version: resolve(agreement, &timeline, Cut::Version(v))?,
+                    on: today,
+                },
+                PointSpec::Day(on) => Point {
+                    version: timeline.latest(),
+                    on,
+                },
+            })
+        };
+        Ok(timeline.diff(point(from)?, point(to)?))
+    }
+
+    /// Every amendment that set or removed the term, revoked ones marked.
+    pub fn history(&self, agreement: &Slug, term: &TermKey) -> Result<Vec<HistoryRow>, AppError> {
+        let rows = self.timeline(agreement)?.history(term);
+        if rows.is_empty() {
+            return Err(AppError::UnknownTerm {
+                agreement: agreement.clone(),
+                term: term.clone(),
+            });
+        }
+        Ok(rows)
+    }
+
+    /// What each amendment changed, as of its effective date, in version order.
+    pub fn replay(&self, agreement: &Slug) -> Result<Vec<ReplayStep>, AppError> {
+        Ok(self.timeline(agreement)?.replay())
+    }
+
+    /// Re-reads and re-hashes one agreement, or every agreement.
+    pub fn verify(&self, agreement: Option<&Slug>) -> Result<Vec<VerifyReport>, AppError> {
+        let heads = match agreement {
+            Some(slug) => vec![self
+                .store
+                .head(slug)
+                .map_err(AppError::store)?
+                .ok_or_else(|| AppError::UnknownAgreement(slug.clone()))?],
+            None => self.agreements()?,
+        };
+        heads
+            .into_iter()
+            .map(|head| {
+                let findings = self
+                    .store
+                    .verify(&head.agreement)
+                    .map_err(AppError::store)?;
+                Ok(VerifyReport {
+                    agreement: head.agreement,
+                    version: head.version,
+                    head_hash: head.head_hash,
+                    findings,
+                })
+            })
+            .collect()
+    }
+}
+
+fn resolve(agreement: &Slug, timeline: &Timeline, cut: Cut) -> Result<Version, AppError> {
+    timeline
+        .resolve(cut)
+        .map_err(|source| AppError::Projection {
+            agreement: agreement.clone(),
+            source,
+        })
+}
+
+/// Checks one submission against its agreement's history as it will stand when the submission
+/// is appended (`provisional`: the stored history plus the earlier submissions of this call).
+fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
+    let draft = &sub.draft;
+    let refuse = |message: String| AppError::Refused {
+        file: sub.file.clone(),
+        message,
+    };
+    let latest = provisional.len() as Version;
+    if let Some(expected) = draft.expect_version {
+        if expected != latest {
+            return Err(AppError::Conflict {
+                context: format!("{}: ", sub.file),
+                agreement: draft.agreement.clone(),
+                expected,
+                actual: latest,
+            });
+        }
+    }
+    let Some(first) = provisional.first() else {
+        if draft.open.is_none() {
+            return Err(refuse(format!(
+                "agreement {} does not exist yet: its first amendment needs an [open] table",
+                draft.agreement
+            )));
+        }
+        if !draft.revokes.is_empty() {
+            return Err(refuse(format!(
+                "revokes names version {}, which does not exist",
+                draft.revokes[0]
+            )));
+        }
+        // Nothing to remove in a new agreement; the draft's own sets come first at replay.
+        return match draft
+            .changes
+            .iter()
+            .find(|c| matches!(c, Change::Remove { .. }))
+        {
+            Some(c) => Err(refuse(format!(
+                "removes term {}, which is not in force on {}",
+                c.term(),
+                draft.effective
+            ))),
+            None => Ok(()),
+        };
+    };
+    if draft.open.is_some() {
+        return Err(refuse(format!(
+            "agreement {} already exists: [open] is only for its first amendment",
+            draft.agreement
+        )));
+    }
+    if draft.effective < first.effective {
+        return Err(refuse(format!(
+            "effective date {} is before the agreement's first amendment ({})",
+            draft.effective, first.effective
+        )));
+    }
+    let timeline = Timeline::new(provisional).map_err(|source| AppError::Projection {
+        agreement: draft.agreement.clone(),
+        source,
+    })?;
+    for &v in &draft.revokes {
+        if v > latest {
+            return Err(refuse(format!(
+                "revokes names version {v}, which does not exist (latest is {latest})"
+            )));
+        }
+        if let Some(by) = timeline.revoked_by(v, latest) {
+            return Err(refuse(format!(
+                "revokes names version {v}, which version {by} already revoked"
+            )));
+        }
+    }
+    let before = Point {
+        version: latest,
+        on: draft.effective,
+    };
+    for change in &draft.changes {
+        if let Change::Remove { term, .. } = change {
+            if timeline.in_force(term, before).is_none() {
+                return Err(refuse(format!(
+                    "removes term {term}, which is not in force on {}",
+                    draft.effective
+                )));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The command line, as SPEC §4 fixes it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pactum_app::PointSpec;
+use pactum_domain::{Slug, TermKey, Version};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pactum",
+    version,
+    about = "An event-sourced ledger of agreement amendments",
+    long_about = "An event-sourced ledger of agreement amendments.\n\n\
+        Every amendment is an immutable event in an append-only store; the terms in force at any \
+        version, on any day, are rebuilt by replay.\n\n\
+        Exit codes: 0 done; 1 refused or failed; 2 usage error; 3 version conflict; \
+        4 verification found damage."
+)]
+pub struct Cli {
+    /// The store (a sled database directory) [default: ./pactum.db]
+    #[arg(long, global = true, env = "PACTUM_STORE", value_name = "PATH")]
+    pub store: Option<PathBuf>,
+
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned tables for people (colour only on a terminal, never with NO_COLOR)
+    Text,
+    /// SPEC §5's JSON, for scripts
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the built-in Microsoft–OpenAI ledger into a temporary store and tour it
+    Demo,
+    /// Validate and append amendment files (TOML or JSON; `-` reads one from stdin), all or
+    /// nothing
+    Append {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+    },
+    /// Every agreement: slug, name, parties, latest version, head hash
+    Agreements,
+    /// Every amendment of an agreement, in version order
+    Log { agreement: Slug },
+    /// The terms in force at a point, and the lapsed and pending ones
+    Terms {
+        agreement: Slug,
+        #[command(flatten)]
+        cut: CutArgs,
+        /// The day the terms are read on [default: today, UTC]
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        on: Option<NaiveDate>,
+    },
+    /// What differs between two points: N or vN (the ledger at version N, on today) or
+    /// YYYY-MM-DD (the latest ledger, on that day)
+    Diff {
+        agreement: Slug,
+        from: PointSpec,
+        to: PointSpec,
+    },
+    /// Every amendment that set or removed a term, revoked ones marked
+    History { agreement: Slug, term: TermKey },
+    /// Walk the ledger in version order: what each amendment changed, as of its effective date
+    Replay { agreement: Slug },
+    /// Re-read every record, recompute the hash chain, check versions are contiguous
+    Verify { agreement: Option<Slug> },
+    /// Every amendment as one JSON object per line, hashes included (always JSON Lines)
+    Export { agreement: Slug },
+}
+
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct CutArgs {
+    /// The ledger as it stood right after version N was appended
+    #[arg(long, value_name = "N")]
+    pub version: Option<Version>,
+    /// The ledger as it stood at this moment (RFC 3339): the last version recorded at or before it
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub known_at: Option<DateTime<Utc>>,
+}
+
+/// A usage error: one `error:` line on stderr, exit 2; `--help` and `--version` print and exit 0.
+pub fn usage_failure(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = e.render().to_string();
+    let first = match e.kind() {
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a command is required",
+        _ => rendered
+            .lines()
+            .next()
+            .unwrap_or("invalid usage")
+            .trim_start_matches("error: "),
+    };
+    eprintln!("error: {first} (see pactum --help)");
+    ExitCode::from(2)
+}

@@ -1,0 +1,261 @@
+//! One function per command: open the store, call the ledger, render.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use pactum_app::{json, AppError, Ledger, Submission, SystemStamper};
+use pactum_domain::limits::FILE_BYTES_MAX;
+use pactum_domain::{Stamper, StepStamper};
+use pactum_projection::Cut;
+use pactum_store::{OpenMode, SledStore};
+
+use crate::args::{Cli, Command, CutArgs, Format};
+use crate::output::Style;
+use crate::text;
+
+/// What a command printed and the exit code it ends with.
+pub struct Outcome {
+    pub stdout: String,
+    pub code: u8,
+}
+
+impl Outcome {
+    pub fn ok(stdout: String) -> Self {
+        Outcome { stdout, code: 0 }
+    }
+}
+
+/// A command that failed: one line for stderr and the exit code of SPEC §4.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn refused(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        let code = match e {
+            AppError::Conflict { .. } => 3,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<pactum_store::StoreError> for Failure {
+    fn from(e: pactum_store::StoreError) -> Self {
+        Failure::refused(e.to_string())
+    }
+}
+
+/// Test hooks, documented in docs/CLI.md: `PACTUM_TODAY` fixes "today"; `PACTUM_FIXED_CLOCK`
+/// makes recorded times and ids deterministic (start there, one second per amendment).
+pub fn today() -> Result<NaiveDate, Failure> {
+    match std::env::var("PACTUM_TODAY") {
+        Ok(s) => s
+            .parse()
+            .map_err(|_| Failure::refused(format!("PACTUM_TODAY={s:?} is not a YYYY-MM-DD day"))),
+        Err(_) => Ok(Utc::now().date_naive()),
+    }
+}
+
+pub fn stamper() -> Result<Box<dyn Stamper>, Failure> {
+    match std::env::var("PACTUM_FIXED_CLOCK") {
+        Ok(s) => {
+            let start: DateTime<Utc> = s.parse().map_err(|_| {
+                Failure::refused(format!(
+                    "PACTUM_FIXED_CLOCK={s:?} is not an RFC 3339 timestamp"
+                ))
+            })?;
+            Ok(Box::new(StepStamper::new(start, Duration::seconds(1))))
+        }
+        Err(_) => Ok(Box::new(SystemStamper)),
+    }
+}
+
+fn store_path(cli: &Cli) -> PathBuf {
+    cli.store
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("pactum.db"))
+}
+
+fn open(cli: &Cli, mode: OpenMode) -> Result<Ledger<SledStore>, Failure> {
+    let store = SledStore::open(&store_path(cli), mode)?;
+    Ok(Ledger::new(store, stamper()?))
+}
+
+fn render(
+    format: Format,
+    as_json: impl FnOnce() -> serde_json::Value,
+    as_text: impl FnOnce() -> String,
+) -> String {
+    match format {
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&as_json()).unwrap_or_default();
+            s.push('\n');
+            s
+        }
+        Format::Text => as_text(),
+    }
+}
+
+fn cut(args: &CutArgs) -> Cut {
+    match (args.version, args.known_at) {
+        (Some(v), _) => Cut::Version(v),
+        (None, Some(t)) => Cut::KnownAt(t),
+        (None, None) => Cut::Latest,
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<Outcome, Failure> {
+    let style = Style::for_stdout();
+    let format = cli.format;
+    match &cli.command {
+        Command::Demo => crate::demo::run(format, &style, today()?, stamper()?),
+        Command::Append { files } => {
+            let submissions = read_submissions(files)?;
+            let ledger = open(cli, OpenMode::CreateIfMissing)?;
+            let recorded = ledger.append(&submissions)?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::appended(&recorded),
+                || text::appended(&style, &recorded),
+            )))
+        }
+        Command::Agreements => {
+            let heads = open(cli, OpenMode::MustExist)?.agreements()?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::agreements(&heads),
+                || text::agreements(&style, &heads),
+            )))
+        }
+        Command::Log { agreement } => {
+            let log = open(cli, OpenMode::MustExist)?.log(agreement)?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::log(&log),
+                || text::log(&style, &log),
+            )))
+        }
+        Command::Terms {
+            agreement,
+            cut: c,
+            on,
+        } => {
+            let on = match on {
+                Some(d) => *d,
+                None => today()?,
+            };
+            let terms = open(cli, OpenMode::MustExist)?.terms(agreement, cut(c), on)?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::terms(agreement, &terms),
+                || text::terms(&style, agreement, &terms),
+            )))
+        }
+        Command::Diff {
+            agreement,
+            from,
+            to,
+        } => {
+            let diff = open(cli, OpenMode::MustExist)?.diff(agreement, *from, *to, today()?)?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::diff(agreement, &diff),
+                || text::diff(&style, agreement, &diff),
+            )))
+        }
+        Command::History { agreement, term } => {
+            let rows = open(cli, OpenMode::MustExist)?.history(agreement, term)?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::history(&rows),
+                || text::history(&style, agreement, term, &rows),
+            )))
+        }
+        Command::Replay { agreement } => {
+            let steps = open(cli, OpenMode::MustExist)?.replay(agreement)?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::replay(&steps),
+                || text::replay(&style, agreement, &steps),
+            )))
+        }
+        Command::Verify { agreement } => {
+            let reports = open(cli, OpenMode::MustExist)?.verify(agreement.as_ref())?;
+            let damaged = reports.iter().any(|r| !r.findings.is_empty());
+            Ok(Outcome {
+                stdout: render(
+                    format,
+                    || json::verify(&reports),
+                    || text::verify(&style, &reports),
+                ),
+                code: if damaged { 4 } else { 0 },
+            })
+        }
+        Command::Export { agreement } => {
+            let log = open(cli, OpenMode::MustExist)?.log(agreement)?;
+            let mut out = String::new();
+            for a in &log {
+                out.push_str(&json::amendment(a).to_string());
+                out.push('\n');
+            }
+            Ok(Outcome::ok(out))
+        }
+    }
+}
+
+/// Reads and parses every file before anything is opened for writing: one bad file, and none
+/// is appended.
+fn read_submissions(files: &[String]) -> Result<Vec<Submission>, Failure> {
+    let mut stdin_used = false;
+    files
+        .iter()
+        .map(|file| {
+            let bytes = if file == "-" {
+                if std::mem::replace(&mut stdin_used, true) {
+                    return Err(Failure {
+                        code: 2,
+                        message: "`-` (stdin) may be given only once".into(),
+                    });
+                }
+                read_limited(std::io::stdin().lock(), "-")?
+            } else {
+                let f = std::fs::File::open(Path::new(file))
+                    .map_err(|e| Failure::refused(format!("{file}: cannot read: {e}")))?;
+                read_limited(f, file)?
+            };
+            let draft = pactum_format::parse_amendment(file, &bytes)
+                .map_err(|e| Failure::refused(e.to_string()))?;
+            Ok(Submission {
+                file: file.clone(),
+                draft,
+            })
+        })
+        .collect()
+}
+
+/// Reads at most one byte past the limit, so an oversize input is refused without being
+/// read whole.
+fn read_limited(reader: impl Read, file: &str) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    reader
+        .take(FILE_BYTES_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::refused(format!("{file}: cannot read: {e}")))?;
+    Ok(bytes)
+}
