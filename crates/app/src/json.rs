@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use pactum_domain::{AgreementHead, Amendment, Change, Slug, Value};
-use pactum_projection::{ChangeKind, Diff, Entry, HistoryRow, Op, ReplayStep, TermChange, TermsAt};
+use pactum_projection::{
+    ChangeKind, Diff, Entry, HistoryRow, Op, PlainValue, ReplayStep, TermChange, TermsAt,
+};
 use serde_json::{json, Map, Value as Json};
 
 use crate::VerifyReport;
@@ -12,31 +14,14 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// A value in its plain JSON form: bool, number (int), string (decimal, text, date, percent),
-/// array (list) or `{"amount", "currency"}` (money).
+/// A value in its plain JSON form (one definition, pactum_projection::PlainValue).
 pub fn value(v: &Value) -> Json {
-    match v {
-        Value::Bool(b) => json!(b),
-        Value::Int(i) => json!(i),
-        Value::Decimal(d) => json!(d.as_str()),
-        Value::Text(t) => json!(t),
-        Value::Date(d) => json!(d.to_string()),
-        Value::List(items) => Json::Array(items.iter().map(value).collect()),
-        Value::Money(m) => json!({"amount": m.amount.as_str(), "currency": m.currency.as_str()}),
-        Value::Percent(p) => json!(p.as_str()),
-    }
+    serde_json::to_value(PlainValue(v)).unwrap_or(Json::Null)
 }
 
 /// A term entry: `{"type", "value", "text", "until", "set_in", "effective"}`.
 pub fn entry(e: &Entry) -> Json {
-    json!({
-        "type": e.value.type_name(),
-        "value": value(&e.value),
-        "text": e.text,
-        "until": e.until.map(|d| d.to_string()),
-        "set_in": e.set_in,
-        "effective": e.effective.to_string(),
-    })
+    serde_json::to_value(e).unwrap_or(Json::Null)
 }
 
 fn entries<'a>(map: impl IntoIterator<Item = (&'a pactum_domain::TermKey, &'a Entry)>) -> Json {

@@ -359,3 +359,243 @@ fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use pactum_domain::{DraftFields, Opening, StepStamper, Value};
+    use pactum_store::SledStore;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn stamper() -> Box<dyn Stamper> {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        Box::new(StepStamper::new(start, Duration::seconds(1)))
+    }
+
+    fn draft(agreement: &str, effective: &str, open: bool, changes: Vec<Change>) -> Submission {
+        let draft = Draft::new(DraftFields {
+            agreement: Slug::parse(agreement).unwrap(),
+            title: format!("{agreement} {effective}"),
+            effective: day(effective),
+            summary: None,
+            sources: vec![],
+            expect_version: None,
+            revokes: vec![],
+            open: open.then(|| Opening {
+                name: "N".into(),
+                parties: vec!["P".into()],
+            }),
+            changes,
+        })
+        .unwrap();
+        Submission {
+            file: format!("{agreement}-{effective}.toml"),
+            draft,
+        }
+    }
+
+    fn set(term: &str, v: i64) -> Change {
+        Change::Set {
+            term: TermKey::parse(term).unwrap(),
+            value: Value::Int(v),
+            text: None,
+            until: None,
+        }
+    }
+
+    fn remove(term: &str) -> Change {
+        Change::Remove {
+            term: TermKey::parse(term).unwrap(),
+            text: None,
+        }
+    }
+
+    fn ledger() -> Ledger<SledStore> {
+        Ledger::new(SledStore::temporary().unwrap(), stamper())
+    }
+
+    #[test]
+    fn results_come_back_in_submission_order_across_agreements() {
+        let l = ledger();
+        let out = l
+            .append(&[
+                draft("a", "2024-01-01", true, vec![set("x", 1)]),
+                draft("b", "2024-01-01", true, vec![set("y", 1)]),
+                draft("a", "2024-02-01", false, vec![remove("x")]),
+            ])
+            .unwrap();
+        let got: Vec<(&str, Version)> = out
+            .iter()
+            .map(|a| (a.agreement.as_str(), a.version))
+            .collect();
+        assert_eq!(got, [("a", 1), ("b", 1), ("a", 2)]);
+        assert_eq!(l.agreements().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_later_draft_is_decided_against_the_earlier_ones() {
+        let l = ledger();
+        // The remove is valid only because the set before it in the same call.
+        l.append(&[
+            draft("a", "2024-01-01", true, vec![]),
+            draft("a", "2024-03-01", false, vec![set("x", 1)]),
+            draft("a", "2024-04-01", false, vec![remove("x")]),
+        ])
+        .unwrap();
+        // On a day before the set, the term is not in force: refused, nothing written.
+        let err = l
+            .append(&[draft("a", "2024-02-01", false, vec![remove("x")])])
+            .unwrap_err();
+        assert!(matches!(err, AppError::Refused { .. }), "{err}");
+        assert_eq!(l.log(&Slug::parse("a").unwrap()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn expect_version_is_a_conflict() {
+        let l = ledger();
+        l.append(&[draft("a", "2024-01-01", true, vec![set("x", 1)])])
+            .unwrap();
+        let mut sub = draft("a", "2024-02-01", false, vec![set("x", 2)]);
+        let mut fields = sub.draft.clone().into_fields();
+        fields.expect_version = Some(0);
+        sub.draft = Draft::new(fields).unwrap();
+        let err = l.append(&[sub]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::Conflict {
+                    expected: 0,
+                    actual: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    /// A store where another writer slips in between our read and our write.
+    struct Racing {
+        inner: SledStore,
+    }
+
+    impl LedgerStore for Racing {
+        type Error = pactum_store::StoreError;
+        fn agreements(&self) -> Result<Vec<AgreementHead>, Self::Error> {
+            self.inner.agreements()
+        }
+        fn head(&self, a: &Slug) -> Result<Option<AgreementHead>, Self::Error> {
+            self.inner.head(a)
+        }
+        fn amendments(&self, a: &Slug) -> Result<Vec<Amendment>, Self::Error> {
+            self.inner.amendments(a)
+        }
+        fn append(
+            &self,
+            requests: &[AppendRequest],
+            stamper: &dyn Stamper,
+        ) -> Result<Vec<Amendment>, StoreFailure<Self::Error>> {
+            let mut theirs = requests[0].clone();
+            theirs.drafts.truncate(1);
+            self.inner.append(&[theirs], stamper)?;
+            self.inner.append(requests, stamper)
+        }
+        fn verify(&self, a: &Slug) -> Result<Vec<VerifyFinding>, Self::Error> {
+            self.inner.verify(a)
+        }
+    }
+
+    #[test]
+    fn a_racing_writer_ends_in_a_conflict_not_a_lost_amendment() {
+        let l = Ledger::new(
+            Racing {
+                inner: SledStore::temporary().unwrap(),
+            },
+            stamper(),
+        );
+        let err = l
+            .append(&[draft("a", "2024-01-01", true, vec![set("x", 1)])])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AppError::Conflict {
+                    expected: 0,
+                    actual: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            l.store()
+                .inner
+                .amendments(&Slug::parse("a").unwrap())
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn queries_refuse_unknown_agreements_terms_and_versions() {
+        let l = ledger();
+        l.append(&[draft("a", "2024-01-01", true, vec![set("x", 1)])])
+            .unwrap();
+        let a = Slug::parse("a").unwrap();
+        let nobody = Slug::parse("nobody").unwrap();
+        assert!(matches!(l.log(&nobody), Err(AppError::UnknownAgreement(_))));
+        assert!(matches!(
+            l.history(&a, &TermKey::parse("y").unwrap()),
+            Err(AppError::UnknownTerm { .. })
+        ));
+        assert!(matches!(
+            l.terms(&a, Cut::Version(2), day("2024-01-01")),
+            Err(AppError::Projection { .. })
+        ));
+        let t = l.terms(&a, Cut::Latest, day("2024-01-01")).unwrap();
+        assert_eq!(t.terms.len(), 1);
+        let d = l
+            .diff(
+                &a,
+                PointSpec::Version(0),
+                PointSpec::Day(day("2024-01-01")),
+                day("2024-06-01"),
+            )
+            .unwrap();
+        assert_eq!(d.changes.len(), 1);
+        let reports = l.verify(None).unwrap();
+        assert!(reports[0].findings.is_empty());
+    }
+
+    #[test]
+    fn json_views_follow_spec_section_5() {
+        let l = ledger();
+        let out = l
+            .append(&[draft(
+                "a",
+                "2024-01-01",
+                true,
+                vec![
+                    set("n", 7),
+                    Change::Set {
+                        term: TermKey::parse("fee").unwrap(),
+                        value: Value::Money(pactum_domain::Money {
+                            amount: pactum_domain::Decimal::parse("1.50").unwrap(),
+                            currency: pactum_domain::Currency::parse("EUR").unwrap(),
+                        }),
+                        text: Some("Fee.".into()),
+                        until: Some(day("2025-01-01")),
+                    },
+                ],
+            )])
+            .unwrap();
+        let a = Slug::parse("a").unwrap();
+        let terms = l.terms(&a, Cut::Latest, day("2024-06-01")).unwrap();
+        insta::assert_json_snapshot!("json_record", crate::json::amendment(&out[0]));
+        insta::assert_json_snapshot!("json_terms", crate::json::terms(&a, &terms));
+    }
+}
