@@ -8,3 +8,4 @@ mod data_files;
 mod demo;
 mod refusals;
 mod semantics;
+mod store_errors;

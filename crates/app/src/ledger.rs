@@ -327,6 +327,14 @@ fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
             draft.effective, first.effective
         )));
     }
+    let removes = draft
+        .changes
+        .iter()
+        .any(|c| matches!(c, Change::Remove { .. }));
+    if draft.revokes.is_empty() && !removes {
+        // Only revocations and removes are judged against the terms; skip the projection.
+        return Ok(());
+    }
     let timeline = Timeline::new(provisional).map_err(|source| AppError::Projection {
         agreement: draft.agreement.clone(),
         source,
