@@ -36,26 +36,32 @@ pub struct Cli {
 pub enum Format {
     /// Aligned tables for people (colour only on a terminal, never with NO_COLOR)
     Text,
-    /// SPEC §5's JSON, for scripts
+    /// JSON for scripts (shapes in docs/CLI.md)
     Json,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load the built-in Microsoft–OpenAI ledger into a temporary store and tour it
+    /// Load the built-in Microsoft–OpenAI ledger into a temporary store and tour it (needs no
+    /// store: --store does not apply)
     Demo,
     /// Validate and append amendment files (TOML or JSON; `-` reads one from stdin), all or
     /// nothing
     Append {
+        /// Amendment files (.toml or .json); `-` reads one from stdin
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
     },
     /// Every agreement: slug, name, parties, latest version, head hash
     Agreements,
     /// Every amendment of an agreement, in version order
-    Log { agreement: Slug },
+    Log {
+        /// The agreement's slug
+        agreement: Slug,
+    },
     /// The terms in force at a point, and the lapsed and pending ones
     Terms {
+        /// The agreement's slug
         agreement: Slug,
         #[command(flatten)]
         cut: CutArgs,
@@ -66,18 +72,36 @@ pub enum Command {
     /// What differs between two points: N or vN (the ledger at version N, on today) or
     /// YYYY-MM-DD (the latest ledger, on that day)
     Diff {
+        /// The agreement's slug
         agreement: Slug,
+        /// The first point: N, vN or YYYY-MM-DD
         from: PointSpec,
+        /// The second point: N, vN or YYYY-MM-DD
         to: PointSpec,
     },
     /// Every amendment that set or removed a term, revoked ones marked
-    History { agreement: Slug, term: TermKey },
+    History {
+        /// The agreement's slug
+        agreement: Slug,
+        /// The term's key, e.g. ip-license.exclusive
+        term: TermKey,
+    },
     /// Walk the ledger in version order: what each amendment changed, as of its effective date
-    Replay { agreement: Slug },
+    Replay {
+        /// The agreement's slug
+        agreement: Slug,
+    },
     /// Re-read every record, recompute the hash chain, check versions are contiguous
-    Verify { agreement: Option<Slug> },
-    /// Every amendment as one JSON object per line, hashes included (always JSON Lines)
-    Export { agreement: Slug },
+    Verify {
+        /// Only this agreement [default: every agreement]
+        agreement: Option<Slug>,
+    },
+    /// Every amendment as one JSON object per line, hashes included (always JSON Lines:
+    /// --format does not apply)
+    Export {
+        /// The agreement's slug
+        agreement: Slug,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -100,7 +124,9 @@ pub fn usage_failure(e: clap::Error) -> ExitCode {
     }
     let rendered = e.render().to_string();
     let first = match e.kind() {
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => "a command is required",
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            "a command is required"
+        }
         _ => rendered
             .lines()
             .next()

@@ -62,7 +62,8 @@ impl From<pactum_store::StoreError> for Failure {
 }
 
 /// Test hooks, documented in docs/CLI.md: `PACTUM_TODAY` fixes "today"; `PACTUM_FIXED_CLOCK`
-/// makes recorded times and ids deterministic (start there, one second per amendment).
+/// makes recorded times and ids deterministic (each process starts its clock there, one second
+/// per amendment; the store still keeps recorded_at strictly increasing).
 pub fn today() -> Result<NaiveDate, Failure> {
     match std::env::var("PACTUM_TODAY") {
         Ok(s) => s
@@ -72,7 +73,7 @@ pub fn today() -> Result<NaiveDate, Failure> {
     }
 }
 
-pub fn stamper() -> Result<Box<dyn Stamper>, Failure> {
+pub fn stamper(ids_from: u64) -> Result<Box<dyn Stamper>, Failure> {
     match std::env::var("PACTUM_FIXED_CLOCK") {
         Ok(s) => {
             let start: DateTime<Utc> = s.parse().map_err(|_| {
@@ -80,7 +81,9 @@ pub fn stamper() -> Result<Box<dyn Stamper>, Failure> {
                     "PACTUM_FIXED_CLOCK={s:?} is not an RFC 3339 timestamp"
                 ))
             })?;
-            Ok(Box::new(StepStamper::new(start, Duration::seconds(1))))
+            Ok(Box::new(
+                StepStamper::new(start, Duration::seconds(1)).with_ids_from(ids_from),
+            ))
         }
         Err(_) => Ok(Box::new(SystemStamper)),
     }
@@ -92,9 +95,24 @@ fn store_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("pactum.db"))
 }
 
+/// Opens the store for reading: the stamper is never asked.
 fn open(cli: &Cli, mode: OpenMode) -> Result<Ledger<SledStore>, Failure> {
     let store = SledStore::open(&store_path(cli), mode)?;
-    Ok(Ledger::new(store, stamper()?))
+    Ok(Ledger::new(store, Box::new(SystemStamper)))
+}
+
+/// Opens (or creates) the store for appending. Under PACTUM_FIXED_CLOCK, ids continue from the
+/// number of amendments already stored, so they stay unique across processes.
+fn open_for_append(cli: &Cli) -> Result<Ledger<SledStore>, Failure> {
+    use pactum_domain::LedgerStore;
+    let store = SledStore::open(&store_path(cli), OpenMode::CreateIfMissing)?;
+    let stored: u64 = store
+        .agreements()
+        .map_err(|e| Failure::refused(e.to_string()))?
+        .iter()
+        .map(|h| h.version)
+        .sum();
+    Ok(Ledger::new(store, stamper(stored)?))
 }
 
 fn render(
@@ -124,10 +142,10 @@ pub fn run(cli: &Cli) -> Result<Outcome, Failure> {
     let style = Style::for_stdout();
     let format = cli.format;
     match &cli.command {
-        Command::Demo => crate::demo::run(format, &style, today()?, stamper()?),
+        Command::Demo => crate::demo::run(format, &style, today()?, stamper(0)?),
         Command::Append { files } => {
             let submissions = read_submissions(files)?;
-            let ledger = open(cli, OpenMode::CreateIfMissing)?;
+            let ledger = open_for_append(cli)?;
             let recorded = ledger.append(&submissions)?;
             Ok(Outcome::ok(render(
                 format,

@@ -81,8 +81,9 @@ pub fn log(style: &Style, log: &[Amendment]) -> String {
                         style.green("set")
                     ));
                 }
-                Change::Remove { term, .. } => {
-                    out.push_str(&format!("    {} {term}\n", style.red("remove")));
+                Change::Remove { term, text } => {
+                    let why = text.as_ref().map(|t| format!(": {t}")).unwrap_or_default();
+                    out.push_str(&format!("    {} {term}{why}\n", style.red("remove")));
                 }
             }
         }
@@ -160,7 +161,14 @@ fn change_lines(style: &Style, changes: &[TermChange], indent: &str) -> String {
         let (mark, what) = match c.kind {
             ChangeKind::Added => ("+", show(&c.after)),
             ChangeKind::Removed => ("-", format!("was {}", show(&c.before))),
-            ChangeKind::Changed => ("~", format!("{} → {}", show(&c.before), show(&c.after))),
+            ChangeKind::Changed => {
+                let (before, after) = (show(&c.before), show(&c.after));
+                if before == after {
+                    ("~", format!("{after} (clause text changed)"))
+                } else {
+                    ("~", format!("{before} → {after}"))
+                }
+            }
         };
         t.row(vec![mark.to_owned(), c.term.to_string(), what]);
     }

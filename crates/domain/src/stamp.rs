@@ -45,6 +45,15 @@ impl StepStamper {
     }
 }
 
+impl StepStamper {
+    /// Starts the id counter at `n`, as if `n` ids had been handed out: a process that appends
+    /// to a store already holding `n` amendments then never repeats an id.
+    pub fn with_ids_from(self, n: u64) -> Self {
+        self.ids.store(n, Ordering::Relaxed);
+        self
+    }
+}
+
 impl Stamper for StepStamper {
     fn now(&self) -> DateTime<Utc> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
