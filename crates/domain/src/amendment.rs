@@ -97,7 +97,7 @@ pub enum DraftError {
     EmptyName,
     #[error("open.parties must name at least one party, none of them empty")]
     NoParties,
-    #[error("{what} is {len} long, over the limit of {max}")]
+    #[error("{what} is {len} bytes long, over the limit of {max} bytes")]
     TooLong {
         what: String,
         len: usize,

@@ -10,7 +10,10 @@ use crate::limits::{SLUG_MAX, TERM_KEY_MAX};
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentError {
-    #[error("agreement slug {0:?} is malformed: it must match ^[a-z0-9][a-z0-9-]{{0,63}}$")]
+    #[error(
+        "agreement slug {0:?} is malformed: it must match ^[a-z0-9][a-z0-9-]{{0,63}}$ (at most 64 \
+         characters)"
+    )]
     Slug(String),
     #[error(
         "term key {0:?} is malformed: it must be dot-separated segments of [a-z0-9][a-z0-9_-]*, \

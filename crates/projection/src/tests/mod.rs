@@ -1,7 +1,8 @@
 //! Tests: hand-written histories for each rule of SPEC §3 (`rules`), the indexed timeline
-//! against the reference fold on random histories (`props`), and snapshots of a sample ledger
-//! (`sample`).
+//! against the reference fold on random histories (`props`), arbitrary event sequences no
+//! append would write (`fuzz`), and snapshots of a sample ledger (`sample`).
 
+mod fuzz;
 mod props;
 mod rules;
 mod sample;
