@@ -3,9 +3,14 @@
 
 mod common;
 
+mod backup;
 mod commands;
+mod crash;
+mod damage;
 mod data_files;
 mod demo;
+mod golden;
+mod limits;
 mod refusals;
 mod semantics;
 mod store_errors;

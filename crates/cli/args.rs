@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pactum_app::PointSpec;
+use pactum_app::{Anchor, PointSpec};
 use pactum_domain::{Slug, TermKey, Version};
 
 #[derive(Debug, Parser)]
@@ -27,6 +28,17 @@ pub struct Cli {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+
+    /// How long to wait for a store that another process is using before giving up (0: fail at
+    /// once)
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value = "3",
+        value_parser = parse_wait
+    )]
+    pub wait: Duration,
 
     #[command(subcommand)]
     pub command: Command,
@@ -91,17 +103,45 @@ pub enum Command {
         /// The agreement's slug
         agreement: Slug,
     },
-    /// Re-read every record, recompute the hash chain, check versions are contiguous
+    /// Re-read every record, recompute the hash chain, check versions are contiguous; with
+    /// --head, also check the chain still holds a hash kept from an earlier append
     Verify {
         /// Only this agreement [default: every agreement]
         agreement: Option<Slug>,
+        /// Exit 4 unless the agreement's chain still holds this hash: HASH or N:HASH (an
+        /// amendment's hash, and its version, as append printed them). Catches a store rolled
+        /// back to an older copy or cut short. Needs AGREEMENT
+        #[arg(long, value_name = "ANCHOR", requires = "agreement")]
+        head: Option<Anchor>,
     },
     /// Every amendment as one JSON object per line, hashes included (always JSON Lines:
     /// --format does not apply)
     Export {
         /// The agreement's slug
-        agreement: Slug,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        agreement: Option<Slug>,
+        /// Every agreement, in slug order, each in version order: a backup for `pactum restore`
+        #[arg(long)]
+        all: bool,
     },
+    /// Restore a backup written by `export --all` into an empty store (created if missing),
+    /// after checking every line, version, link and hash; all or nothing
+    Restore {
+        /// The backup (JSON Lines); `-` reads standard input
+        #[arg(value_name = "FILE")]
+        file: String,
+    },
+}
+
+/// Longest `--wait`: a day. Past that, waiting is a mistake, not patience.
+const WAIT_MAX_SECONDS: f64 = 86_400.0;
+
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|secs| (0.0..=WAIT_MAX_SECONDS).contains(secs))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds from 0 to {WAIT_MAX_SECONDS}"))
 }
 
 #[derive(Debug, Args)]
@@ -123,15 +163,26 @@ pub fn usage_failure(e: clap::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let rendered = e.render().to_string();
+    let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = match e.kind() {
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            "a command is required"
+            "a command is required".to_owned()
         }
-        _ => rendered
-            .lines()
-            .next()
-            .unwrap_or("invalid usage")
-            .trim_start_matches("error: "),
+        _ => {
+            let first = lines
+                .next()
+                .unwrap_or("invalid usage")
+                .trim_start_matches("error: ");
+            // clap lists what is missing on the lines after "…were not provided:".
+            match first.strip_suffix(':') {
+                Some(lead) => {
+                    let missing: Vec<&str> =
+                        lines.take_while(|l| !l.starts_with("Usage:")).collect();
+                    format!("{lead}: {}", missing.join(", "))
+                }
+                None => first.to_owned(),
+            }
+        }
     };
     eprintln!("error: {first} (see pactum --help)");
     ExitCode::from(2)

@@ -1,10 +1,12 @@
 //! One function per command: open the store, call the ledger, render.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use pactum_app::{json, AppError, Ledger, Submission, SystemStamper};
+use pactum_app::{json, AppError, Backup, Ledger, Submission, SystemStamper};
 use pactum_domain::limits::FILE_BYTES_MAX;
 use pactum_domain::{Stamper, StepStamper};
 use pactum_projection::Cut;
@@ -95,9 +97,14 @@ fn store_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("pactum.db"))
 }
 
+/// Opens the store, waiting up to `--wait` while another process holds it.
+fn open_store(cli: &Cli, mode: OpenMode) -> Result<SledStore, Failure> {
+    Ok(SledStore::open_waiting(&store_path(cli), mode, cli.wait)?)
+}
+
 /// Opens the store for reading: the stamper is never asked.
 fn open(cli: &Cli, mode: OpenMode) -> Result<Ledger<SledStore>, Failure> {
-    let store = SledStore::open(&store_path(cli), mode)?;
+    let store = open_store(cli, mode)?;
     Ok(Ledger::new(store, Box::new(SystemStamper)))
 }
 
@@ -105,7 +112,7 @@ fn open(cli: &Cli, mode: OpenMode) -> Result<Ledger<SledStore>, Failure> {
 /// number of amendments already stored, so they stay unique across processes.
 fn open_for_append(cli: &Cli) -> Result<Ledger<SledStore>, Failure> {
     use pactum_domain::LedgerStore;
-    let store = SledStore::open(&store_path(cli), OpenMode::CreateIfMissing)?;
+    let store = open_store(cli, OpenMode::CreateIfMissing)?;
     let stored: u64 = store
         .agreements()
         .map_err(|e| Failure::refused(e.to_string()))?
@@ -138,7 +145,27 @@ fn cut(args: &CutArgs) -> Cut {
     }
 }
 
+/// The last panic's message and place, kept by the hook instead of printed.
+static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
+
+/// Runs the command. sled can panic on damaged files; the store turns such panics into errors,
+/// so the default hook's message must not reach stderr (an error is one line). A panic that
+/// still gets here becomes that one line too.
 pub fn run(cli: &Cli) -> Result<Outcome, Failure> {
+    std::panic::set_hook(Box::new(|info| {
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = info.to_string().replace('\n', " ");
+        }
+    }));
+    catch_unwind(AssertUnwindSafe(|| dispatch(cli))).unwrap_or_else(|_| {
+        let what = LAST_PANIC.lock().map(|s| s.clone()).unwrap_or_default();
+        Err(Failure::refused(format!(
+            "internal error (a bug in pactum, please report it): {what}"
+        )))
+    })
+}
+
+fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
     let style = Style::for_stdout();
     let format = cli.format;
     match &cli.command {
@@ -213,9 +240,15 @@ pub fn run(cli: &Cli) -> Result<Outcome, Failure> {
                 || text::replay(&style, agreement, &steps),
             )))
         }
-        Command::Verify { agreement } => {
-            let reports = open(cli, OpenMode::MustExist)?.verify(agreement.as_ref())?;
-            let damaged = reports.iter().any(|r| !r.findings.is_empty());
+        Command::Verify { agreement, head } => {
+            let ledger = open(cli, OpenMode::MustExist)?;
+            let reports = match (agreement, head) {
+                (Some(agreement), Some(anchor)) => {
+                    vec![ledger.verify_anchored(agreement, *anchor)?]
+                }
+                _ => ledger.verify(agreement.as_ref())?,
+            };
+            let damaged = reports.iter().any(|r| !r.ok());
             Ok(Outcome {
                 stdout: render(
                     format,
@@ -225,8 +258,18 @@ pub fn run(cli: &Cli) -> Result<Outcome, Failure> {
                 code: if damaged { 4 } else { 0 },
             })
         }
-        Command::Export { agreement } => {
-            let log = open(cli, OpenMode::MustExist)?.log(agreement)?;
+        Command::Export { agreement, all } => {
+            let ledger = open(cli, OpenMode::MustExist)?;
+            let log = match (agreement, all) {
+                (_, true) => ledger.export_all()?,
+                (Some(agreement), false) => ledger.log(agreement)?,
+                (None, false) => {
+                    return Err(Failure {
+                        code: 2,
+                        message: "export needs AGREEMENT or --all".into(),
+                    })
+                }
+            };
             let mut out = String::new();
             for a in &log {
                 out.push_str(&json::amendment(a).to_string());
@@ -234,7 +277,37 @@ pub fn run(cli: &Cli) -> Result<Outcome, Failure> {
             }
             Ok(Outcome::ok(out))
         }
+        Command::Restore { file } => {
+            // Read and check the whole backup before the store is opened: a refused backup
+            // creates nothing.
+            let backup = read_backup(file)?;
+            let path = store_path(cli);
+            let store = open_store(cli, OpenMode::CreateIfMissing)?;
+            let heads = Ledger::new(store, stamper(0)?)
+                .restore(&backup)
+                .map_err(|e| match e {
+                    AppError::NotEmpty { .. } => Failure::refused(format!(
+                        "store {}: {e}; nothing was written",
+                        path.display()
+                    )),
+                    e => e.into(),
+                })?;
+            Ok(Outcome::ok(render(
+                format,
+                || json::agreements(&heads),
+                || text::restored(&style, &path, backup.amendments().len(), &heads),
+            )))
+        }
     }
+}
+
+fn read_backup(file: &str) -> Result<Backup, Failure> {
+    if file == "-" {
+        return Ok(Backup::read::<SledStore>("-", std::io::stdin().lock())?);
+    }
+    let f = std::fs::File::open(Path::new(file))
+        .map_err(|e| Failure::refused(format!("{file}: cannot read: {e}")))?;
+    Ok(Backup::read::<SledStore>(file, BufReader::new(f))?)
 }
 
 /// Reads and parses every file before anything is opened for writing: one bad file, and none

@@ -258,32 +258,76 @@ pub fn replay(style: &Style, agreement: &Slug, steps: &[ReplayStep]) -> String {
     out
 }
 
+/// One line per agreement (its findings, if any, indented below it): `ok`, `DAMAGED` (the chain
+/// is not intact) or `MISMATCH` (the chain is intact but does not hold the anchor).
 pub fn verify(style: &Style, reports: &[VerifyReport]) -> String {
     if reports.is_empty() {
         return "no agreements to verify\n".into();
     }
     let mut out = String::new();
     for r in reports {
-        if r.findings.is_empty() {
+        let anchor = match &r.anchor {
+            None => String::new(),
+            Some(a) if a.found => format!("; holds anchor {}", short_anchor(&a.anchor)),
+            Some(a) => format!(
+                "; does NOT hold anchor {}: rolled back, cut short, or not this store",
+                short_anchor(&a.anchor)
+            ),
+        };
+        if !r.findings.is_empty() {
             out.push_str(&format!(
-                "{} {}: {} version(s), hash chain intact, head {}\n",
-                style.green("ok"),
-                r.agreement,
-                r.version,
-                r.head_hash.to_hex()
-            ));
-        } else {
-            out.push_str(&format!(
-                "{} {}: {} problem(s)\n",
+                "{} {}: {} problem(s) in {} record(s) checked{anchor}\n",
                 style.red("DAMAGED"),
                 r.agreement,
-                r.findings.len()
+                r.findings.len(),
+                r.records_checked,
             ));
             for f in &r.findings {
                 let at = f.version.map(|v| format!("v{v}: ")).unwrap_or_default();
                 out.push_str(&format!("  {at}{}\n", f.problem));
             }
+        } else {
+            let status = if r.ok() {
+                style.green("ok")
+            } else {
+                style.red("MISMATCH")
+            };
+            out.push_str(&format!(
+                "{status} {}: {} version(s), hash chain intact, head {}{anchor}\n",
+                r.agreement,
+                r.version,
+                r.head_hash.to_hex()
+            ));
         }
     }
     out
+}
+
+fn short_anchor(anchor: &pactum_app::Anchor) -> String {
+    match anchor.version {
+        Some(v) => format!("v{v}:{}", short(&anchor.hash)),
+        None => short(&anchor.hash),
+    }
+}
+
+pub fn restored(
+    style: &Style,
+    store: &std::path::Path,
+    amendments: usize,
+    heads: &[AgreementHead],
+) -> String {
+    let mut t = Table::new(&["AGREEMENT", "VERSION", "HEAD"]);
+    for h in heads {
+        t.row(vec![
+            h.agreement.to_string(),
+            format!("v{}", h.version),
+            h.head_hash.to_hex(),
+        ]);
+    }
+    format!(
+        "restored {amendments} amendment(s) of {} agreement(s) into {}\n{}",
+        heads.len(),
+        store.display(),
+        t.render(style, "")
+    )
 }

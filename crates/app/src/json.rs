@@ -1,11 +1,16 @@
-//! SPEC §5's JSON shapes, built once here so that every front end prints the same JSON.
+//! SPEC §5's JSON shapes, built once here so that every front end prints the same JSON, and
+//! the reader of the amendment record ([`parse_amendment`]) that restoring a backup needs.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use pactum_domain::{AgreementHead, Amendment, Change, Slug, Value};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use pactum_domain::limits::VALUE_DEPTH_MAX;
+use pactum_domain::{
+    AgreementHead, Amendment, Change, Currency, Decimal, Hash, Money, Opening, Slug, TermKey, Value,
+};
 use pactum_projection::{
     ChangeKind, Diff, Entry, HistoryRow, Op, PlainValue, ReplayStep, TermChange, TermsAt,
 };
 use serde_json::{json, Map, Value as Json};
+use uuid::Uuid;
 
 use crate::VerifyReport;
 
@@ -192,7 +197,14 @@ pub fn verify(reports: &[VerifyReport]) -> Json {
                 "agreement": r.agreement.as_str(),
                 "version": r.version,
                 "head_hash": r.head_hash.to_hex(),
-                "ok": r.findings.is_empty(),
+                "records_checked": r.records_checked,
+                "chain": if r.findings.is_empty() { "intact" } else { "damaged" },
+                "anchor": r.anchor.map(|a| json!({
+                    "version": a.anchor.version,
+                    "hash": a.anchor.hash.to_hex(),
+                    "found": a.found,
+                })),
+                "ok": r.ok(),
                 "findings": r.findings.iter().map(|f| json!({
                     "version": f.version,
                     "problem": f.problem,
@@ -200,4 +212,708 @@ pub fn verify(reports: &[VerifyReport]) -> Json {
             })
         })
         .collect()
+}
+
+/// Why a line of a backup is not an amendment record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RecordError(pub String);
+
+fn bad(message: impl Into<String>) -> RecordError {
+    RecordError(message.into())
+}
+
+/// Most readings of a record's list items [`ParsedAmendment::resolve`] hashes before it gives
+/// up: each takes one hash of the amendment.
+pub const READINGS_MAX: usize = 1 << 16;
+
+/// An amendment read back from its record ([`amendment`]'s shape, one line of `export`).
+///
+/// The record is exact except inside lists: a list item is written in its plain form without
+/// its type, so a string such as `"12.50"` may have been a decimal, a percent or text, and
+/// `"2024-03-01"` a date or text. [`ParsedAmendment::resolve`] settles that with the record's
+/// own hash: only the reading that was stored hashes to it.
+#[derive(Debug, Clone)]
+pub struct ParsedAmendment {
+    amendment: Amendment,
+    slots: Vec<Slot>,
+}
+
+/// A list item whose type the plain form does not tell.
+#[derive(Debug, Clone)]
+struct Slot {
+    change: usize,
+    path: Vec<usize>,
+    readings: Vec<Value>,
+}
+
+/// Reads one amendment record. Every field must be there and no other, each in the form
+/// [`amendment`] writes (canonical: a record that reads back writes back the same bytes).
+pub fn parse_amendment(line: &str) -> Result<ParsedAmendment, RecordError> {
+    let json: Json = serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let f = Fields::new(
+        &json,
+        "the record",
+        &[
+            "version",
+            "id",
+            "agreement",
+            "effective",
+            "recorded_at",
+            "title",
+            "summary",
+            "sources",
+            "open",
+            "changes",
+            "revokes",
+            "prev_hash",
+            "hash",
+        ],
+    )?;
+    let open = match f.get("open") {
+        Json::Null => None,
+        o => {
+            let of = Fields::new(o, "open", &["name", "parties"])?;
+            Some(Opening {
+                name: of.string("name")?,
+                parties: of.strings("parties")?,
+            })
+        }
+    };
+    let mut slots = Vec::new();
+    let changes = match f.get("changes") {
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| change(c, i, &mut slots))
+            .collect::<Result<Vec<_>, _>>()?,
+        other => {
+            return Err(bad(format!(
+                "changes must be an array, not {}",
+                kind(other)
+            )))
+        }
+    };
+    let revokes = match f.get("revokes") {
+        Json::Array(items) => items
+            .iter()
+            .map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| bad("revokes must hold versions (1, 2, …)"))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        other => {
+            return Err(bad(format!(
+                "revokes must be an array, not {}",
+                kind(other)
+            )))
+        }
+    };
+    let amendment = Amendment {
+        version: f.u64("version")?,
+        id: f.canonical("id", |s| Uuid::parse_str(s).ok(), |u| u.to_string())?,
+        agreement: Slug::parse(f.str("agreement")?).map_err(|e| bad(e.to_string()))?,
+        effective: f.date("effective")?,
+        recorded_at: f.canonical(
+            "recorded_at",
+            |s| DateTime::parse_from_rfc3339(s).ok().map(|t| t.to_utc()),
+            timestamp,
+        )?,
+        title: f.string("title")?,
+        summary: f.opt_string("summary")?,
+        sources: f.strings("sources")?,
+        open,
+        changes,
+        revokes,
+        prev_hash: f.canonical("prev_hash", |s| s.parse().ok(), Hash::to_hex)?,
+        hash: f.canonical("hash", |s| s.parse().ok(), Hash::to_hex)?,
+    };
+    Ok(ParsedAmendment { amendment, slots })
+}
+
+impl ParsedAmendment {
+    /// The amendment as read, list items in their likeliest reading (numbers and dates).
+    pub fn amendment(&self) -> &Amendment {
+        &self.amendment
+    }
+
+    /// The reading whose hash, by `seal` (the store's rule), is the hash the record carries.
+    /// None is when the record was changed; a list holding so many numbers and dates as
+    /// strings that over [`READINGS_MAX`] readings remain is refused too.
+    pub fn resolve(
+        self,
+        seal: impl Fn(&Amendment) -> Result<Hash, String>,
+    ) -> Result<Amendment, RecordError> {
+        let ParsedAmendment {
+            mut amendment,
+            slots,
+        } = self;
+        let recorded = amendment.hash;
+        let first = seal(&amendment).map_err(bad)?;
+        if first == recorded {
+            return Ok(amendment);
+        }
+        let changed = || {
+            bad(format!(
+                "its content does not match its hash (recorded {recorded}, recomputed {first}): \
+                 the record was changed"
+            ))
+        };
+        if slots.is_empty() {
+            return Err(changed());
+        }
+        let too_many = || {
+            bad(format!(
+                "its lists hold {} strings that read as numbers or dates, too many to tell \
+                 their types by the hash ({READINGS_MAX} readings tried)",
+                slots.len()
+            ))
+        };
+        let mut tries = 1;
+        let mut attempt = |amendment: &mut Amendment, digits: &[usize]| {
+            if tries >= READINGS_MAX {
+                return Err(too_many());
+            }
+            tries += 1;
+            apply(amendment, &slots, digits);
+            Ok(seal(amendment).map_err(bad)? == recorded)
+        };
+        // Lists are mostly of one kind: first read each list's items one way throughout.
+        let mut lists: Vec<usize> = slots.iter().map(|s| s.change).collect();
+        lists.dedup();
+        let mut ways = vec![0usize; lists.len()];
+        while count_up(&mut ways, |_| 3) {
+            let digits: Vec<usize> = slots
+                .iter()
+                .map(|s| {
+                    let list = lists.iter().position(|c| *c == s.change).unwrap_or(0);
+                    ways[list].min(s.readings.len() - 1)
+                })
+                .collect();
+            if attempt(&mut amendment, &digits)? {
+                return Ok(amendment);
+            }
+        }
+        // Then every reading of every item.
+        let mut digits = vec![0usize; slots.len()];
+        while count_up(&mut digits, |i| slots[i].readings.len()) {
+            if attempt(&mut amendment, &digits)? {
+                return Ok(amendment);
+            }
+        }
+        Err(changed())
+    }
+}
+
+/// Counts `digits` up by one, digit `i` in base `radix(i)`, lowest first; false once it wraps
+/// around to all zeros (every value seen).
+fn count_up(digits: &mut [usize], radix: impl Fn(usize) -> usize) -> bool {
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d += 1;
+        if *d < radix(i) {
+            return true;
+        }
+        *d = 0;
+    }
+    false
+}
+
+/// Puts reading `digits[i]` of each slot `i` into the amendment.
+fn apply(amendment: &mut Amendment, slots: &[Slot], digits: &[usize]) {
+    for (slot, &d) in slots.iter().zip(digits) {
+        let Some(Change::Set { value, .. }) = amendment.changes.get_mut(slot.change) else {
+            continue;
+        };
+        if let (Some(target), Some(reading)) = (item_mut(value, &slot.path), slot.readings.get(d)) {
+            *target = reading.clone();
+        }
+    }
+}
+
+fn item_mut<'v>(value: &'v mut Value, path: &[usize]) -> Option<&'v mut Value> {
+    match path.split_first() {
+        None => Some(value),
+        Some((i, rest)) => match value {
+            Value::List(items) => items.get_mut(*i).and_then(|v| item_mut(v, rest)),
+            _ => None,
+        },
+    }
+}
+
+fn change(c: &Json, index: usize, slots: &mut Vec<Slot>) -> Result<Change, RecordError> {
+    let at = format!("changes[{index}]");
+    let op = match c.get("op") {
+        Some(Json::String(op)) => op.as_str(),
+        _ => return Err(bad(format!("{at}.op must be \"set\" or \"remove\""))),
+    };
+    match op {
+        "set" => {
+            let f = Fields::new(c, &at, &["op", "term", "type", "value", "text", "until"])?;
+            let term = f.term()?;
+            let value = read_value(f.str("type")?, f.get("value"), &format!("{at}.value"))?;
+            let mut found = Vec::new();
+            list_slots(&value, &mut Vec::new(), &mut found);
+            slots.extend(found.into_iter().map(|(path, readings)| Slot {
+                change: index,
+                path,
+                readings,
+            }));
+            Ok(Change::Set {
+                term,
+                value,
+                text: f.opt_string("text")?,
+                until: match f.get("until") {
+                    Json::Null => None,
+                    _ => Some(f.date("until")?),
+                },
+            })
+        }
+        "remove" => {
+            let f = Fields::new(c, &at, &["op", "term", "text"])?;
+            Ok(Change::Remove {
+                term: f.term()?,
+                text: f.opt_string("text")?,
+            })
+        }
+        other => Err(bad(format!(
+            "{at}.op is {other:?}; it must be \"set\" or \"remove\""
+        ))),
+    }
+}
+
+/// A top-level value, whose type the record names.
+fn read_value(type_name: &str, v: &Json, at: &str) -> Result<Value, RecordError> {
+    let string = || {
+        v.as_str()
+            .ok_or_else(|| bad(format!("{at} must be a string for type {type_name}")))
+    };
+    let decimal = |s: &str| Decimal::parse(s).map_err(|e| bad(format!("{at}: {e}")));
+    Ok(match type_name {
+        "bool" => Value::Bool(
+            v.as_bool()
+                .ok_or_else(|| bad(format!("{at} must be true or false")))?,
+        ),
+        "int" => Value::Int(
+            v.as_i64()
+                .ok_or_else(|| bad(format!("{at} must be a whole number (64-bit)")))?,
+        ),
+        "decimal" => Value::Decimal(decimal(string()?)?),
+        "percent" => Value::Percent(decimal(string()?)?),
+        "text" => Value::Text(string()?.to_owned()),
+        "date" => Value::Date(
+            canonical_date(string()?)
+                .ok_or_else(|| bad(format!("{at} must be a date like \"2024-01-01\"")))?,
+        ),
+        "money" => money(v, at)?,
+        "list" if v.is_array() => list_item(v, at, 1)?,
+        "list" => return Err(bad(format!("{at} must be an array for type list"))),
+        other => return Err(bad(format!("{at}: unknown type {other:?}"))),
+    })
+}
+
+/// A list or list item in its plain form, read the likeliest way: a string that reads as a
+/// number is a decimal, one that reads as a date a date (see [`list_slots`] for the others).
+fn list_item(v: &Json, at: &str, depth: usize) -> Result<Value, RecordError> {
+    Ok(match v {
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => Value::Int(
+            n.as_i64()
+                .ok_or_else(|| bad(format!("{at}: {n} is not a whole number (64-bit)")))?,
+        ),
+        Json::String(s) => match (Decimal::parse(s), canonical_date(s)) {
+            (Ok(d), _) => Value::Decimal(d),
+            (_, Some(d)) => Value::Date(d),
+            _ => Value::Text(s.clone()),
+        },
+        Json::Object(_) => money(v, at)?,
+        Json::Array(items) => {
+            if depth > VALUE_DEPTH_MAX {
+                return Err(bad(format!("{at}: lists nest over {VALUE_DEPTH_MAX} deep")));
+            }
+            Value::List(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| list_item(item, &format!("{at}[{i}]"), depth + 1))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Json::Null => return Err(bad(format!("{at} is null"))),
+    })
+}
+
+/// Every list item (not the value itself) whose plain form has more than one reading, with its
+/// readings, the likeliest first.
+fn list_slots(value: &Value, path: &mut Vec<usize>, out: &mut Vec<(Vec<usize>, Vec<Value>)>) {
+    let Value::List(items) = value else { return };
+    for (i, item) in items.iter().enumerate() {
+        path.push(i);
+        match item {
+            Value::Decimal(d) => out.push((
+                path.clone(),
+                vec![
+                    item.clone(),
+                    Value::Text(d.as_str().to_owned()),
+                    Value::Percent(d.clone()),
+                ],
+            )),
+            Value::Date(d) => {
+                out.push((path.clone(), vec![item.clone(), Value::Text(d.to_string())]))
+            }
+            Value::List(_) => list_slots(item, path, out),
+            _ => {}
+        }
+        path.pop();
+    }
+}
+
+fn money(v: &Json, at: &str) -> Result<Value, RecordError> {
+    let f = Fields::new(v, at, &["amount", "currency"])?;
+    Ok(Value::Money(Money {
+        amount: Decimal::parse(f.str("amount")?).map_err(|e| bad(format!("{at}: {e}")))?,
+        currency: Currency::parse(f.str("currency")?).map_err(|e| bad(format!("{at}: {e}")))?,
+    }))
+}
+
+/// A `YYYY-MM-DD` day, written exactly as `amendment` writes it.
+fn canonical_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|d| d.to_string() == s)
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// An object that must have exactly the given keys.
+struct Fields<'a> {
+    map: &'a Map<String, Json>,
+    at: String,
+}
+
+impl<'a> Fields<'a> {
+    fn new(v: &'a Json, at: &str, keys: &[&str]) -> Result<Self, RecordError> {
+        let Json::Object(map) = v else {
+            return Err(bad(format!("{at} must be an object, not {}", kind(v))));
+        };
+        if let Some(k) = keys.iter().find(|k| !map.contains_key(**k)) {
+            return Err(bad(format!("{at}: field `{k}` is missing")));
+        }
+        if let Some(k) = map.keys().find(|k| !keys.contains(&k.as_str())) {
+            return Err(bad(format!("{at}: unknown field `{k}`")));
+        }
+        Ok(Fields {
+            map,
+            at: at.to_owned(),
+        })
+    }
+
+    fn get(&self, key: &str) -> &'a Json {
+        static NULL: Json = Json::Null;
+        self.map.get(key).unwrap_or(&NULL)
+    }
+
+    fn str(&self, key: &str) -> Result<&'a str, RecordError> {
+        self.get(key).as_str().ok_or_else(|| {
+            bad(format!(
+                "{}.{key} must be a string, not {}",
+                self.at,
+                kind(self.get(key))
+            ))
+        })
+    }
+
+    fn string(&self, key: &str) -> Result<String, RecordError> {
+        self.str(key).map(str::to_owned)
+    }
+
+    fn opt_string(&self, key: &str) -> Result<Option<String>, RecordError> {
+        match self.get(key) {
+            Json::Null => Ok(None),
+            _ => self.string(key).map(Some),
+        }
+    }
+
+    fn strings(&self, key: &str) -> Result<Vec<String>, RecordError> {
+        let wrong = || bad(format!("{}.{key} must be an array of strings", self.at));
+        match self.get(key) {
+            Json::Array(items) => items
+                .iter()
+                .map(|s| s.as_str().map(str::to_owned).ok_or_else(wrong))
+                .collect(),
+            _ => Err(wrong()),
+        }
+    }
+
+    fn u64(&self, key: &str) -> Result<u64, RecordError> {
+        self.get(key)
+            .as_u64()
+            .ok_or_else(|| bad(format!("{}.{key} must be a whole number", self.at)))
+    }
+
+    fn date(&self, key: &str) -> Result<NaiveDate, RecordError> {
+        canonical_date(self.str(key)?).ok_or_else(|| {
+            bad(format!(
+                "{}.{key} must be a date like \"2024-01-01\"",
+                self.at
+            ))
+        })
+    }
+
+    fn term(&self) -> Result<TermKey, RecordError> {
+        TermKey::parse(self.str("term")?).map_err(|e| bad(format!("{}: {e}", self.at)))
+    }
+
+    /// A string field read by `parse` and written back by `show` exactly as it stands.
+    fn canonical<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        show: impl Fn(&T) -> String,
+    ) -> Result<T, RecordError> {
+        let s = self.str(key)?;
+        parse(s).filter(|v| show(v) == s).ok_or_else(|| {
+            bad(format!(
+                "{}.{key} {s:?} is not written as pactum writes it",
+                self.at
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+    use pactum_domain::{AppendRequest, Draft, DraftFields, LedgerStore, Opening, StepStamper};
+    use pactum_store::SledStore;
+
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    fn dec(s: &str) -> Decimal {
+        Decimal::parse(s).unwrap()
+    }
+
+    fn set(term: &str, value: Value) -> Change {
+        Change::Set {
+            term: TermKey::parse(term).unwrap(),
+            value,
+            text: None,
+            until: None,
+        }
+    }
+
+    /// One sealed amendment with these changes, as a store records it.
+    fn sealed(changes: Vec<Change>) -> Amendment {
+        let store = SledStore::temporary().unwrap();
+        let draft = Draft::new(DraftFields {
+            agreement: Slug::parse("acme").unwrap(),
+            title: "Opening \"quoted\" ✓".into(),
+            effective: day("2024-01-01"),
+            summary: Some("line\nbreak".into()),
+            sources: vec!["https://example.com".into()],
+            expect_version: None,
+            revokes: vec![],
+            open: Some(Opening {
+                name: "N".into(),
+                parties: vec!["P".into()],
+            }),
+            changes,
+        })
+        .unwrap();
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let stamper = StepStamper::new(t0, Duration::microseconds(1_234_567));
+        let request = AppendRequest {
+            agreement: draft.agreement.clone(),
+            expected_version: 0,
+            drafts: vec![draft],
+        };
+        store.append(&[request], &stamper).unwrap().remove(0)
+    }
+
+    fn read_back(a: &Amendment) -> Result<Amendment, RecordError> {
+        parse_amendment(&amendment(a).to_string())?.resolve(SledStore::seal_hash)
+    }
+
+    #[test]
+    fn every_value_reads_back_exactly() {
+        let usd = Money {
+            amount: dec("120000.00"),
+            currency: Currency::parse("USD").unwrap(),
+        };
+        let a = sealed(vec![
+            set("flag", Value::Bool(false)),
+            set("count", Value::Int(i64::MIN)),
+            set("rate", Value::Decimal(dec("12.50"))),
+            set("share", Value::Percent(dec("-0.5"))),
+            set("note", Value::Text("12.50".into())),
+            set("start", Value::Date(day("2024-02-29"))),
+            set("fee", Value::Money(usd.clone())),
+            Change::Remove {
+                term: TermKey::parse("gone").unwrap(),
+                text: Some("why".into()),
+            },
+            Change::Set {
+                term: TermKey::parse("until").unwrap(),
+                value: Value::Text("x".into()),
+                text: Some("clause".into()),
+                until: Some(day("2030-12-31")),
+            },
+            set(
+                "list",
+                Value::List(vec![
+                    Value::Int(1),
+                    Value::Bool(true),
+                    Value::Money(usd),
+                    Value::List(vec![]),
+                    Value::Text("eu".into()),
+                ]),
+            ),
+        ]);
+        assert_eq!(read_back(&a), Ok(a));
+    }
+
+    #[test]
+    fn list_items_of_any_reading_are_told_apart_by_the_hash() {
+        // Each of these strings reads several ways in plain JSON.
+        let a = sealed(vec![set(
+            "mixed",
+            Value::List(vec![
+                Value::Text("12.50".into()),
+                Value::Decimal(dec("12.50")),
+                Value::Percent(dec("12.50")),
+                Value::List(vec![
+                    Value::Text("2024-03-01".into()),
+                    Value::Date(day("2024-03-01")),
+                ]),
+            ]),
+        )]);
+        assert_eq!(read_back(&a), Ok(a));
+        for uniform in [
+            Value::Text("7".into()),
+            Value::Percent(dec("7")),
+            Value::Date(day("2024-01-01")),
+        ] {
+            let a = sealed(vec![set("u", Value::List(vec![uniform; 30]))]);
+            assert_eq!(read_back(&a), Ok(a));
+        }
+        // Long lists, each of one kind, of different kinds.
+        let a = sealed(vec![
+            set("t", Value::List(vec![Value::Text("7".into()); 20])),
+            set("p", Value::List(vec![Value::Percent(dec("7")); 20])),
+            set("d", Value::List(vec![Value::Decimal(dec("7")); 20])),
+        ]);
+        assert_eq!(read_back(&a), Ok(a));
+    }
+
+    #[test]
+    fn a_changed_record_does_not_resolve() {
+        let a = sealed(vec![set(
+            "l",
+            Value::List(vec![Value::Decimal(dec("1")), Value::Text("2".into())]),
+        )]);
+        let line = amendment(&a).to_string();
+        for (from, to) in [
+            ("\"Opening", "\"Opened"),
+            ("\"1\"", "\"3\""),
+            ("\"value\":[\"1\"", "\"value\":[\"1.0\""),
+        ] {
+            assert!(line.contains(from), "{from} in {line}");
+            let changed = line.replacen(from, to, 1);
+            let e = parse_amendment(&changed)
+                .unwrap()
+                .resolve(SledStore::seal_hash)
+                .unwrap_err();
+            assert!(e.0.contains("does not match its hash"), "{e}");
+        }
+    }
+
+    #[test]
+    fn too_many_readings_are_refused_not_searched_forever() {
+        // Decimals, then a percent and a text last, where the counter gets to them late.
+        let mut items: Vec<Value> = (0..10)
+            .map(|i| Value::Decimal(dec(&i.to_string())))
+            .collect();
+        items.push(Value::Percent(dec("10")));
+        items.push(Value::Text("11".into()));
+        let a = sealed(vec![set("l", Value::List(items))]);
+        let e = read_back(&a).unwrap_err();
+        assert!(e.0.contains("too many to tell"), "{e}");
+    }
+
+    #[test]
+    fn records_must_be_written_as_pactum_writes_them() {
+        let a = sealed(vec![set("x", Value::Int(1))]);
+        let good = amendment(&a);
+        let refused = |edit: &dyn Fn(&mut Json)| {
+            let mut j = good.clone();
+            edit(&mut j);
+            parse_amendment(&j.to_string()).unwrap_err().0
+        };
+        type Edit = Box<dyn Fn(&mut Json)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "missing",
+                Box::new(|j| drop(j.as_object_mut().unwrap().remove("title"))),
+            ),
+            ("unknown field `extra`", Box::new(|j| j["extra"] = json!(1))),
+            (
+                "not written as pactum",
+                Box::new(|j| j["recorded_at"] = json!("2026-01-01T00:00:00Z")),
+            ),
+            (
+                "not written as pactum",
+                Box::new(|j| j["hash"] = json!(j["hash"].as_str().unwrap().to_uppercase())),
+            ),
+            (
+                "must be a whole number",
+                Box::new(|j| j["version"] = json!("1")),
+            ),
+            ("date", Box::new(|j| j["effective"] = json!("2024-1-1"))),
+            (
+                "unknown type",
+                Box::new(|j| j["changes"][0]["type"] = json!("float")),
+            ),
+            (
+                "whole number",
+                Box::new(|j| j["changes"][0]["value"] = json!(1.5)),
+            ),
+            (
+                "\"set\" or \"remove\"",
+                Box::new(|j| j["changes"][0]["op"] = json!("put")),
+            ),
+            (
+                "malformed",
+                Box::new(|j| j["agreement"] = json!("Bad Slug")),
+            ),
+            (
+                "malformed",
+                Box::new(|j| j["changes"][0]["term"] = json!("Bad")),
+            ),
+            ("array", Box::new(|j| j["changes"] = json!({}))),
+        ];
+        for (want, edit) in cases {
+            let e = refused(edit.as_ref());
+            assert!(e.contains(want), "{want:?} in {e:?}");
+        }
+        assert!(parse_amendment("[1, 2")
+            .unwrap_err()
+            .0
+            .starts_with("not JSON"));
+        assert!(parse_amendment("[]").is_err());
+        // Deeply nested arrays are an error from the JSON parser, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse_amendment(&deep).is_err());
+    }
 }

@@ -2,15 +2,15 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, Change, Draft, Hash, LedgerStore, Slug, Stamper,
-    StoreFailure, TermKey, VerifyFinding, Version,
+    AgreementHead, Amendment, AppendRequest, ChainReport, Change, Draft, Hash, ImportFailure,
+    LedgerStore, Slug, Stamper, StoreFailure, TermKey, VerifyFinding, Version,
 };
 use pactum_projection::{
     Cut, Diff, HistoryRow, Point, ProjectionError, ReplayStep, TermsAt, Timeline,
 };
 use uuid::Uuid;
 
-use crate::PointSpec;
+use crate::{Anchor, AnchorCheck, Backup, PointSpec};
 
 /// A draft and where it came from (a file name, `-`, or an HTTP request id), for messages.
 #[derive(Debug, Clone)]
@@ -43,6 +43,16 @@ pub enum AppError {
         agreement: Slug,
         source: ProjectionError,
     },
+    /// A backup line that is not what `export --all` wrote, or breaks a rule of the chain.
+    #[error("{file}:{line}: {message}")]
+    Backup {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// A restore into a store that already holds something; nothing was written.
+    #[error("the store is not empty (it holds {agreements} agreement(s)): a backup is restored into an empty store only")]
+    NotEmpty { agreements: usize },
     #[error("store: {0}")]
     Store(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -59,8 +69,30 @@ pub struct VerifyReport {
     pub agreement: Slug,
     pub version: Version,
     pub head_hash: Hash,
+    /// Records read, whether or not they decode.
+    pub records_checked: u64,
     /// Empty when the agreement's records are intact.
     pub findings: Vec<VerifyFinding>,
+    /// The anchor looked for, if one was given.
+    pub anchor: Option<AnchorCheck>,
+}
+
+impl VerifyReport {
+    fn new(agreement: Slug, chain: ChainReport, anchor: Option<Anchor>) -> VerifyReport {
+        VerifyReport {
+            agreement,
+            version: chain.version,
+            head_hash: chain.head_hash,
+            records_checked: chain.records_checked,
+            anchor: anchor.map(|a| AnchorCheck::find(a, &chain.hashes)),
+            findings: chain.findings,
+        }
+    }
+
+    /// The chain is intact and holds the anchor, if one was given.
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty() && self.anchor.is_none_or(|a| a.found)
+    }
 }
 
 /// The real clock and random UUID v7 ids.
@@ -234,29 +266,74 @@ impl<S: LedgerStore> Ledger<S> {
 
     /// Re-reads and re-hashes one agreement, or every agreement.
     pub fn verify(&self, agreement: Option<&Slug>) -> Result<Vec<VerifyReport>, AppError> {
-        let heads = match agreement {
-            Some(slug) => vec![self
-                .store
-                .head(slug)
-                .map_err(AppError::store)?
-                .ok_or_else(|| AppError::UnknownAgreement(slug.clone()))?],
-            None => self.agreements()?,
+        let slugs = match agreement {
+            Some(slug) => vec![slug.clone()],
+            None => self
+                .agreements()?
+                .into_iter()
+                .map(|h| h.agreement)
+                .collect(),
         };
-        heads
+        slugs
             .into_iter()
-            .map(|head| {
-                let findings = self
-                    .store
-                    .verify(&head.agreement)
-                    .map_err(AppError::store)?;
-                Ok(VerifyReport {
-                    agreement: head.agreement,
-                    version: head.version,
-                    head_hash: head.head_hash,
-                    findings,
-                })
-            })
+            .map(|slug| self.verify_one(slug, None))
             .collect()
+    }
+
+    /// Re-reads and re-hashes one agreement, and looks for `anchor` in its chain: a store
+    /// rolled back to an older copy, or cut short, verifies on its own but has lost the anchor.
+    pub fn verify_anchored(
+        &self,
+        agreement: &Slug,
+        anchor: Anchor,
+    ) -> Result<VerifyReport, AppError> {
+        self.verify_one(agreement.clone(), Some(anchor))
+    }
+
+    fn verify_one(&self, slug: Slug, anchor: Option<Anchor>) -> Result<VerifyReport, AppError> {
+        // A head that does not decode is verify's to report, as a finding: only a missing
+        // agreement stops here.
+        if let Ok(None) = self.store.head(&slug) {
+            return Err(AppError::UnknownAgreement(slug));
+        }
+        let chain = self.store.verify_chain(&slug).map_err(AppError::store)?;
+        Ok(VerifyReport::new(slug, chain, anchor))
+    }
+
+    /// Every agreement's amendments, agreements in slug order, each in version order: a backup.
+    pub fn export_all(&self) -> Result<Vec<Amendment>, AppError> {
+        let mut out = Vec::new();
+        for head in self.agreements()? {
+            out.extend(self.log(&head.agreement)?);
+        }
+        Ok(out)
+    }
+
+    /// Writes a checked backup into this store, which must be empty, in one durable
+    /// transaction; the store re-checks every hash with its own codec. Returns the restored
+    /// agreements' heads.
+    pub fn restore(&self, backup: &Backup) -> Result<Vec<AgreementHead>, AppError> {
+        let present = self.agreements()?.len();
+        if present > 0 {
+            return Err(AppError::NotEmpty {
+                agreements: present,
+            });
+        }
+        match self
+            .store
+            .import(backup.amendments(), self.stamper.as_ref())
+        {
+            Ok(()) => self.agreements(),
+            Err(ImportFailure::NotEmpty) => Err(AppError::NotEmpty {
+                agreements: self.agreements()?.len(),
+            }),
+            Err(ImportFailure::Rejected(r)) => Err(AppError::Backup {
+                file: backup.file().to_owned(),
+                line: backup.line_of(r.index),
+                message: r.reason,
+            }),
+            Err(ImportFailure::Backend(e)) => Err(AppError::store(e)),
+        }
     }
 }
 
@@ -511,8 +588,18 @@ mod tests {
             self.inner.append(&[theirs], stamper)?;
             self.inner.append(requests, stamper)
         }
-        fn verify(&self, a: &Slug) -> Result<Vec<VerifyFinding>, Self::Error> {
-            self.inner.verify(a)
+        fn verify_chain(&self, a: &Slug) -> Result<ChainReport, Self::Error> {
+            self.inner.verify_chain(a)
+        }
+        fn seal_hash(a: &Amendment) -> Result<Hash, String> {
+            SledStore::seal_hash(a)
+        }
+        fn import(
+            &self,
+            amendments: &[Amendment],
+            stamper: &dyn Stamper,
+        ) -> Result<(), ImportFailure<Self::Error>> {
+            self.inner.import(amendments, stamper)
         }
     }
 

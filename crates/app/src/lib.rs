@@ -7,12 +7,20 @@
 //! version conflict, never in a lost or unvalidated amendment.
 //!
 //! [`json`] renders results in SPEC §5's JSON shapes, so every front end prints the same JSON.
+//! Backups ([`Backup`], [`Ledger::restore`]) and anchors ([`Anchor`], [`Ledger::verify_anchored`])
+//! are use cases like the others.
 //! Not here: parsing amendment files (pactum-format), storage (pactum-store), text output and
 //! argument parsing (the `pactum` binary).
 
+mod anchor;
+mod backup;
+#[cfg(test)]
+mod concurrency_tests;
 pub mod json;
 mod ledger;
 mod point;
 
+pub use anchor::{Anchor, AnchorCheck, AnchorError};
+pub use backup::{Backup, BACKUP_LINE_BYTES_MAX};
 pub use ledger::{AppError, Ledger, Submission, SystemStamper, VerifyReport};
 pub use point::{PointSpec, PointSpecError};

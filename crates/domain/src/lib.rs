@@ -20,5 +20,8 @@ mod value;
 pub use amendment::{Amendment, Change, Draft, DraftError, DraftFields, Hash, Opening, Version};
 pub use ident::{IdentError, Slug, TermKey};
 pub use stamp::{Stamper, StepStamper};
-pub use store::{AgreementHead, AppendRequest, LedgerStore, StoreFailure, VerifyFinding};
+pub use store::{
+    check_histories, AgreementHead, AppendRequest, ChainReport, ImportFailure, LedgerStore,
+    Rejected, StoreFailure, VerifyFinding,
+};
 pub use value::{Currency, Decimal, Money, Value, ValueError};

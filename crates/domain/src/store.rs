@@ -1,6 +1,8 @@
 //! The interface a storage backend implements. The sled backend (pactum-store) is the first; a
 //! PostgreSQL one is meant to be a second implementation of the same trait, not a rewrite.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::{Amendment, Draft, Hash, Slug, Stamper, Version};
@@ -59,6 +61,8 @@ pub struct VerifyFinding {
 ///   increasing `recorded_at` (see [`crate::stamp::next_recorded_at`]) from `stamper`, links the
 ///   hash chain, and returns only once the amendments are durable.
 /// - Records are never rewritten or deleted.
+/// - `import` is the only other way in: into an empty store, whole histories whose hashes the
+///   backend recomputes, all or nothing, durable.
 pub trait LedgerStore {
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -80,5 +84,237 @@ pub trait LedgerStore {
 
     /// Re-reads every record of one agreement, recomputes its hash chain and checks its
     /// versions are contiguous. An empty list means nothing is wrong.
-    fn verify(&self, agreement: &Slug) -> Result<Vec<VerifyFinding>, Self::Error>;
+    fn verify(&self, agreement: &Slug) -> Result<Vec<VerifyFinding>, Self::Error> {
+        Ok(self.verify_chain(agreement)?.findings)
+    }
+
+    /// What [`LedgerStore::verify`] checks, with what an anchor is compared against: how many
+    /// records were read and the hash each one's content recomputes to.
+    fn verify_chain(&self, agreement: &Slug) -> Result<ChainReport, Self::Error>;
+
+    /// The hash this backend seals `amendment` with: its rule applied to the content and
+    /// `prev_hash`, whatever `amendment.hash` says. A function of the amendment alone, so a
+    /// backup can be checked before any store is opened. `Err` says why it cannot be sealed.
+    fn seal_hash(amendment: &Amendment) -> Result<Hash, String>
+    where
+        Self: Sized;
+
+    /// Writes complete histories, as a backup holds them, into an empty store, in one durable
+    /// transaction: all of them or nothing. Refused unless [`check_histories`] passes and every
+    /// recorded hash is the one [`LedgerStore::seal_hash`] recomputes; ids the backend needs of
+    /// its own (an agreement's) come from `stamper`. Records keep their versions, ids, times and
+    /// hashes.
+    fn import(
+        &self,
+        amendments: &[Amendment],
+        stamper: &dyn Stamper,
+    ) -> Result<(), ImportFailure<Self::Error>>;
+}
+
+/// What verifying one agreement's records found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainReport {
+    /// The version the agreement's head names (or, if the head is unreadable, the last record's).
+    pub version: Version,
+    /// The hash the agreement's head names (or, if the head is unreadable, the last record's).
+    pub head_hash: Hash,
+    /// Records read, whether or not they decode.
+    pub records_checked: u64,
+    /// Each record's version and the hash its stored content recomputes to, in version order.
+    /// A record whose content was changed shows its recomputed hash, not the one it claims.
+    pub hashes: Vec<(Version, Hash)>,
+    /// Empty when the records are intact.
+    pub findings: Vec<VerifyFinding>,
+}
+
+/// Why an import did not happen. Nothing is written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure<E: std::error::Error + 'static> {
+    /// The store already holds something: a backup goes into an empty store only.
+    #[error("the store is not empty: a backup is restored into an empty store only")]
+    NotEmpty,
+    /// One amendment of the slice breaks a rule.
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Backend(E),
+}
+
+/// The amendment at `index` of an imported slice, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected {
+    pub index: usize,
+    pub reason: String,
+}
+
+/// Checks that `amendments` are whole histories, as an import needs them: per agreement (its
+/// amendments may be interleaved with other agreements'), versions run 1, 2, 3 … in slice
+/// order, each `prev_hash` is the previous version's `hash` (zero for version 1),
+/// `recorded_at` strictly increases and only version 1 has `[open]`. Hashes are not
+/// recomputed here: that is the backend's rule ([`LedgerStore::seal_hash`]). A history cut
+/// short after a whole amendment cannot be told from a shorter one: an anchor
+/// (`verify --head`) catches that.
+pub fn check_histories(amendments: &[Amendment]) -> Result<(), Rejected> {
+    let mut last: BTreeMap<&Slug, &Amendment> = BTreeMap::new();
+    for (index, a) in amendments.iter().enumerate() {
+        let reject = |reason: String| Rejected { index, reason };
+        let slug = &a.agreement;
+        let previous = last.get(slug).copied();
+        let expected = previous.map_or(1, |p| p.version.saturating_add(1));
+        if a.version != expected {
+            return Err(reject(match previous {
+                None => format!(
+                    "{slug} starts at version {}: its versions must start at 1 (a line is \
+                     missing or out of order)",
+                    a.version
+                ),
+                Some(p) if a.version <= p.version => format!(
+                    "{slug} version {} comes after version {}: a version appears twice or out \
+                     of order",
+                    a.version, p.version
+                ),
+                Some(p) => format!(
+                    "{slug} version {} comes after version {}: version {expected} is missing or \
+                     out of order",
+                    a.version, p.version
+                ),
+            }));
+        }
+        let prev_hash = previous.map_or(Hash::ZERO, |p| p.hash);
+        if a.prev_hash != prev_hash {
+            return Err(reject(format!(
+                "{slug} version {}: prev_hash {} is not the hash of version {} ({prev_hash})",
+                a.version,
+                a.prev_hash,
+                a.version.saturating_sub(1)
+            )));
+        }
+        if let Some(p) = previous {
+            if a.recorded_at <= p.recorded_at {
+                return Err(reject(format!(
+                    "{slug} version {}: recorded_at {} is not after version {}'s ({})",
+                    a.version,
+                    a.recorded_at.to_rfc3339(),
+                    p.version,
+                    p.recorded_at.to_rfc3339()
+                )));
+            }
+        }
+        if a.open.is_some() != (a.version == 1) {
+            return Err(reject(format!(
+                "{slug} version {}: only version 1 has [open], and it must",
+                a.version
+            )));
+        }
+        last.insert(slug, a);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, NaiveDate, TimeZone};
+    use uuid::Uuid;
+
+    use crate::Opening;
+
+    /// A history of `n` amendments of `slug`, linked by made-up hashes.
+    fn history(slug: &str, n: u64) -> Vec<Amendment> {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut prev = Hash::ZERO;
+        (1..=n)
+            .map(|v| {
+                let hash = Hash([v as u8; 32]);
+                let a = Amendment {
+                    version: v,
+                    id: Uuid::nil(),
+                    agreement: Slug::parse(slug).unwrap(),
+                    effective: NaiveDate::from_ymd_opt(2024, 1, 1).unwrap(),
+                    recorded_at: t0 + Duration::seconds(v as i64),
+                    title: format!("v{v}"),
+                    summary: None,
+                    sources: vec![],
+                    open: (v == 1).then(|| Opening {
+                        name: "N".into(),
+                        parties: vec!["P".into()],
+                    }),
+                    changes: vec![],
+                    revokes: vec![],
+                    prev_hash: prev,
+                    hash,
+                };
+                prev = hash;
+                a
+            })
+            .collect()
+    }
+
+    fn rejected(amendments: &[Amendment]) -> (usize, String) {
+        let r = check_histories(amendments).unwrap_err();
+        (r.index, r.reason)
+    }
+
+    #[test]
+    fn whole_histories_pass_even_interleaved() {
+        assert_eq!(check_histories(&history("a", 3)), Ok(()));
+        let (a, b) = (history("a", 3), history("b", 2));
+        let mixed = vec![
+            a[0].clone(),
+            b[0].clone(),
+            a[1].clone(),
+            b[1].clone(),
+            a[2].clone(),
+        ];
+        assert_eq!(check_histories(&mixed), Ok(()));
+        assert_eq!(check_histories(&[]), Ok(()));
+    }
+
+    #[test]
+    fn dropped_reordered_and_repeated_amendments_are_named() {
+        let h = history("a", 4);
+        let (i, why) = rejected(&h[1..]);
+        assert_eq!(i, 0);
+        assert!(why.contains("starts at version 2"), "{why}");
+
+        let dropped = [h[0].clone(), h[1].clone(), h[3].clone()];
+        let (i, why) = rejected(&dropped);
+        assert_eq!(i, 2);
+        assert!(why.contains("version 3 is missing"), "{why}");
+
+        let swapped = [h[0].clone(), h[2].clone(), h[1].clone()];
+        assert_eq!(rejected(&swapped).0, 1);
+
+        let twice = [h[0].clone(), h[1].clone(), h[1].clone()];
+        let (i, why) = rejected(&twice);
+        assert_eq!(i, 2);
+        assert!(why.contains("appears twice"), "{why}");
+    }
+
+    #[test]
+    fn links_times_and_openings_are_checked() {
+        let mut h = history("a", 3);
+        h[2].prev_hash = Hash([9; 32]);
+        let (i, why) = rejected(&h);
+        assert_eq!(i, 2);
+        assert!(why.contains("prev_hash"), "{why}");
+
+        let mut h = history("a", 3);
+        h[0].prev_hash = Hash([1; 32]);
+        assert_eq!(rejected(&h).0, 0);
+
+        let mut h = history("a", 3);
+        h[2].recorded_at = h[1].recorded_at;
+        let (i, why) = rejected(&h);
+        assert_eq!(i, 2);
+        assert!(why.contains("recorded_at"), "{why}");
+
+        let mut h = history("a", 2);
+        h[1].open = h[0].open.clone();
+        assert_eq!(rejected(&h).0, 1);
+        let mut h = history("a", 2);
+        h[0].open = None;
+        assert_eq!(rejected(&h).0, 0);
+    }
 }

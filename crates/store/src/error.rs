@@ -1,6 +1,7 @@
 //! The store's errors. Each says what went wrong and in which store.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pactum_domain::{Slug, Version};
 
@@ -14,8 +15,9 @@ pub enum StoreError {
     #[error("{} is not a pactum store: {reason}", .path.display())]
     NotAStore { path: PathBuf, reason: String },
 
-    #[error("store {} is in use by another process", .path.display())]
-    Locked { path: PathBuf },
+    /// Another process holds the store (sled's lock), still after `waited`.
+    #[error("store {} is in use by another process{}", .path.display(), waited_for(.waited))]
+    Locked { path: PathBuf, waited: Duration },
 
     #[error(
         "store {} has format version {found}, newer than this build supports ({supported}): \
@@ -73,6 +75,14 @@ pub enum StoreError {
     },
 }
 
+fn waited_for(waited: &Duration) -> String {
+    if waited.is_zero() {
+        String::new()
+    } else {
+        format!("; waited {} s", waited.as_secs_f64())
+    }
+}
+
 fn describe(agreement: &str, version: &Option<Version>) -> String {
     match version {
         Some(v) => format!("record {agreement} v{v}"),
@@ -90,7 +100,10 @@ pub(crate) fn open_error(path: &Path, e: sled::Error) -> StoreError {
             if io.kind() == std::io::ErrorKind::WouldBlock
                 || io.to_string().contains("could not acquire lock") =>
         {
-            StoreError::Locked { path }
+            StoreError::Locked {
+                path,
+                waited: Duration::ZERO,
+            }
         }
         sled::Error::Io(source) => StoreError::Io { path, source },
         sled::Error::Corruption { .. } | sled::Error::Unsupported(_) => StoreError::NotAStore {
@@ -123,6 +136,14 @@ mod tests {
         );
         let wb = open_error(p, sled::Error::Io(io::ErrorKind::WouldBlock.into()));
         assert!(matches!(wb, StoreError::Locked { .. }));
+        let waited = StoreError::Locked {
+            path: p.into(),
+            waited: Duration::from_millis(2500),
+        };
+        assert_eq!(
+            waited.to_string(),
+            "store /x/pactum.db is in use by another process; waited 2.5 s"
+        );
         let denied = open_error(p, sled::Error::Io(io::ErrorKind::PermissionDenied.into()));
         assert!(matches!(denied, StoreError::Io { .. }));
         let unsupported = open_error(p, sled::Error::Unsupported("x".into()));

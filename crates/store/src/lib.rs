@@ -9,6 +9,8 @@
 
 mod codec;
 mod error;
+mod guard;
+mod import;
 mod verify;
 
 use std::collections::BTreeSet;
@@ -16,13 +18,14 @@ use std::fs::{self, File};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use pactum_domain::stamp::next_recorded_at;
-use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, Hash, LedgerStore, Slug, Stamper, StoreFailure,
-    VerifyFinding,
-};
+use pactum_domain::{AgreementHead, Amendment, AppendRequest, Hash, Slug, Stamper, StoreFailure};
+// The unit tests (`use super::*`) call the store through its trait.
+#[cfg(test)]
+use pactum_domain::LedgerStore;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use uuid::Uuid;
@@ -59,8 +62,23 @@ pub struct SledStore {
     agreements: sled::Tree,
     slugs: sled::Tree,
     path: PathBuf,
-    /// False for a temporary store, which is not worth an fsync.
+    /// False for a temporary store, which is not worth an fsync and whose directory sled chose.
     durable: bool,
+    /// How far an append goes before it returns; only the durability measurement lowers it.
+    durability: Durability,
+}
+
+/// How far [`SledStore`] goes to make an append survive before reporting it. Exists so the
+/// `durability` example can measure what fsync costs; pactum itself always uses `Fsync`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// sled's flush, then fsync of every file and directory of the store (what ships).
+    Fsync,
+    /// sled's flush only (`sync_file_range`: survives a process crash, not a power loss).
+    FlushOnly,
+    /// Neither: the append is in sled's buffers, written whenever sled gets to it.
+    NoFlush,
 }
 
 /// One key/value of one tree, decoded where possible: for snapshot tests and debugging.
@@ -95,7 +113,8 @@ impl SledStore {
                 return Err(not_a_store("it is a file, and a store is a directory"))
             }
             Ok(_) => {
-                let empty = fs::read_dir(path).map_err(io_err)?.next().is_none();
+                let empty = fs::read_dir(path).map_err(io_err)?.next().is_none()
+                    || creation_cut_short(path).map_err(io_err)?;
                 let sled_files = path.join("conf").is_file() && path.join("db").is_file();
                 if !empty && !sled_files {
                     return Err(not_a_store(
@@ -110,19 +129,58 @@ impl SledStore {
                 path: path.to_path_buf(),
             });
         }
+        let created_dirs = if fresh {
+            create_store_dir(path).map_err(io_err)?
+        } else {
+            0
+        };
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::HighThroughput);
         let db = open_db(&config, path)?;
         let store = SledStore::init(db, path.to_path_buf(), mode, true)?;
+        // Files an older pactum, or a copy, left readable by others.
+        secure_dir_tree(path, false).map_err(io_err)?;
         if fresh {
-            // The store directory is a new entry in its parent.
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_path(parent).map_err(io_err)?;
+            // The store directory (and each parent made for it) is a new entry in its parent.
+            for dir in path.ancestors().skip(1).take(created_dirs.max(1)) {
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                sync_path(dir).map_err(io_err)?;
             }
         }
         Ok(store)
+    }
+
+    /// Opens the store like [`SledStore::open`], but while another process holds it, tries
+    /// again every 50 ms for up to `wait`, so that a short command holding the store does not
+    /// make this one fail. Then [`StoreError::Locked`] says how long it waited.
+    pub fn open_waiting(
+        path: &Path,
+        mode: OpenMode,
+        wait: Duration,
+    ) -> Result<SledStore, StoreError> {
+        const RETRY: Duration = Duration::from_millis(50);
+        let start = Instant::now();
+        loop {
+            match SledStore::open(path, mode) {
+                Err(StoreError::Locked { .. }) => {
+                    let left = wait.saturating_sub(start.elapsed());
+                    if left.is_zero() {
+                        return Err(StoreError::Locked {
+                            path: path.to_path_buf(),
+                            waited: wait,
+                        });
+                    }
+                    std::thread::sleep(left.min(RETRY));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// A store that lives until it is dropped (sled's temporary mode), for `pactum demo` and
@@ -206,6 +264,7 @@ impl SledStore {
             slugs,
             path,
             durable,
+            durability: Durability::Fsync,
         };
         if created {
             store.make_durable()?;
@@ -337,13 +396,24 @@ impl SledStore {
         }
     }
 
+    /// Lowers (or restores) how far appends go before returning, to measure what durability
+    /// costs. Not for anything else: below `Fsync` an acknowledged append can be lost.
+    #[doc(hidden)]
+    pub fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
+    }
+
     /// sled's `flush` writes its log with `sync_file_range`, which leaves the disk cache and the
     /// file metadata unflushed; fsync every file sled keeps, and the directories, before saying
-    /// an append happened.
+    /// an append happened. The same walk makes files sled created since (snapshots, blobs)
+    /// owner-only.
     fn make_durable(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.sled_err(e))?;
+        if self.durability != Durability::NoFlush {
+            self.db.flush().map_err(|e| self.sled_err(e))?;
+        }
         if self.durable {
-            sync_dir_tree(&self.path).map_err(|e| self.io_err(e))?;
+            let fsync = self.durability == Durability::Fsync;
+            secure_dir_tree(&self.path, fsync).map_err(|e| self.io_err(e))?;
         }
         Ok(())
     }
@@ -390,8 +460,43 @@ impl SledStore {
     }
 }
 
-/// Opens sled, turning a panic inside it (it has some on damaged files) into an error.
+/// Opens sled, and once more after removing unfinished snapshots if that is why it failed.
+///
+/// sled 0.34.7 writes a snapshot while opening, to `snap.<lsn>.generating`, fsyncs it and only
+/// then renames it to `snap.<lsn>`; a kill in between leaves the `.generating` file, which sorts
+/// after the finished snapshot of the same or a lower lsn, and sled then refuses the whole
+/// database as corrupt (sled issues #1387, #1527). The file is sled's own unfinished temporary:
+/// without it the directory is exactly as it was before that snapshot began, so removing it
+/// loses nothing. Safe against a live writer: sled fails this way only after taking the store's
+/// lock, and every open fails the same way while the file is there.
 fn open_db(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError> {
+    match open_db_once(config, path) {
+        Err(StoreError::NotAStore { .. }) if remove_unfinished_snapshots(path) => {
+            open_db_once(config, path)
+        }
+        other => other,
+    }
+}
+
+/// Removes sled's `snap.*.generating` files from `dir`; true if there were any.
+fn remove_unfinished_snapshots(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let unfinished = name.starts_with("snap.") && name.ends_with(".generating");
+        if unfinished && entry.file_type().is_ok_and(|t| t.is_file()) {
+            removed |= fs::remove_file(entry.path()).is_ok();
+        }
+    }
+    removed
+}
+
+/// Opens sled, turning a panic inside it (it has some on damaged files) into an error.
+fn open_db_once(config: &sled::Config, path: &Path) -> Result<sled::Db, StoreError> {
     match catch_unwind(AssertUnwindSafe(|| config.open())) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(error::open_error(path, e)),
@@ -414,19 +519,110 @@ fn sync_path(path: &Path) -> io::Result<()> {
     }
 }
 
-/// fsyncs every file under `dir` (sled's `db`, `conf`, snapshots, `blobs/*`), then each
-/// directory itself.
-fn sync_dir_tree(dir: &Path) -> io::Result<()> {
+/// Makes every file under the store directory `dir` (sled's `db`, `conf`, snapshots, `blobs/*`)
+/// owner-only, and every directory below it; with `fsync`, fsyncs each file, then each
+/// directory itself. The store directory's own mode is left alone: pactum sets it only when it
+/// creates the directory.
+fn secure_dir_tree(dir: &Path, fsync: bool) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
+        let path = entry.path();
         if kind.is_dir() {
-            sync_dir_tree(&entry.path())?;
+            owner_only(&path, DIR_MODE)?;
+            secure_dir_tree(&path, fsync)?;
         } else if kind.is_file() {
-            sync_path(&entry.path())?;
+            owner_only(&path, FILE_MODE)?;
+            if fsync {
+                sync_path(&path)?;
+            }
         }
     }
-    sync_path(dir)
+    if fsync {
+        sync_path(dir)?;
+    }
+    Ok(())
+}
+
+/// A store's directories: the owner may list and enter them, nobody else.
+const DIR_MODE: u32 = 0o700;
+/// A store's files: the owner may read and write them, nobody else.
+const FILE_MODE: u32 = 0o600;
+
+/// Sets `mode` on `path` unless it has it already (a metadata read, so cheap at every append).
+/// Not being the owner is not an error: such a store is shared on purpose, and not ours to
+/// change.
+#[cfg(unix)]
+fn owner_only(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        other => other?,
+    };
+    if meta.permissions().mode() & 0o777 == mode {
+        return Ok(());
+    }
+    match fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// Creates the store directory owner-only (and its missing parents, with the usual modes)
+/// before sled opens it, so no store file is ever readable by others. Returns how many
+/// directories it created, the store's included: their parents need an fsync. A directory that
+/// is already there (one the user made) is left as it is.
+fn create_store_dir(path: &Path) -> io::Result<usize> {
+    let missing_parents = path
+        .ancestors()
+        .skip(1)
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .count();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, DIR_MODE);
+    match builder.create(path) {
+        Ok(()) => Ok(missing_parents + 1),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(missing_parents),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a store directory holds nothing but what sled writes first when creating a database
+/// (an empty `blobs/`, maybe `conf`): a creation cut short before the `db` file existed, which
+/// must be treated as no store rather than refused as not one.
+fn creation_cut_short(path: &Path) -> io::Result<bool> {
+    let mut blobs = false;
+    for entry in fs::read_dir(path)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        match entry.file_name().to_str() {
+            Some("blobs") if kind.is_dir() => {
+                if fs::read_dir(entry.path())?.next().is_some() {
+                    return Ok(false);
+                }
+                blobs = true;
+            }
+            Some("conf") if kind.is_file() => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(blobs)
 }
 
 /// What append decided outside the transaction: sled may run the transaction's closure more
@@ -597,10 +793,9 @@ impl SledStore {
     }
 }
 
-impl LedgerStore for SledStore {
-    type Error = StoreError;
-
-    fn agreements(&self) -> Result<Vec<AgreementHead>, StoreError> {
+/// The operations of [`pactum_domain::LedgerStore`], which `guard.rs` runs under a panic guard.
+impl SledStore {
+    fn agreements_unguarded(&self) -> Result<Vec<AgreementHead>, StoreError> {
         let mut out = Vec::new();
         for kv in self.slugs.iter() {
             let (k, v) = kv.map_err(|e| self.sled_err(e))?;
@@ -618,14 +813,14 @@ impl LedgerStore for SledStore {
         Ok(out)
     }
 
-    fn head(&self, agreement: &Slug) -> Result<Option<AgreementHead>, StoreError> {
+    fn head_unguarded(&self, agreement: &Slug) -> Result<Option<AgreementHead>, StoreError> {
         match self.uuid_of(agreement)? {
             Some(uuid) => self.head_of(agreement, &uuid).map(Some),
             None => Ok(None),
         }
     }
 
-    fn amendments(&self, agreement: &Slug) -> Result<Vec<Amendment>, StoreError> {
+    fn amendments_unguarded(&self, agreement: &Slug) -> Result<Vec<Amendment>, StoreError> {
         let Some(uuid) = self.uuid_of(agreement)? else {
             return Ok(Vec::new());
         };
@@ -644,7 +839,7 @@ impl LedgerStore for SledStore {
         Ok(out)
     }
 
-    fn append(
+    fn append_unguarded(
         &self,
         requests: &[AppendRequest],
         stamper: &dyn Stamper,
@@ -723,11 +918,10 @@ impl LedgerStore for SledStore {
             ))
             .into())
     }
-
-    fn verify(&self, agreement: &Slug) -> Result<Vec<VerifyFinding>, StoreError> {
-        self.verify_agreement(agreement)
-    }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz_tests;

@@ -1,7 +1,8 @@
 //! `verify`: re-reads an agreement's raw records and checks the chain. Damage is reported as
-//! findings, not errors, so that one bad record does not hide the others.
+//! findings, not errors, so that one bad record does not hide the others; the hash each record's
+//! content recomputes to is kept, for anchors (`verify --head`) to be compared with.
 
-use pactum_domain::{Hash, Slug, VerifyFinding};
+use pactum_domain::{ChainReport, Hash, Slug, VerifyFinding};
 
 use crate::codec::*;
 use crate::{SledStore, StoreError};
@@ -14,10 +15,7 @@ struct Seen {
 }
 
 impl SledStore {
-    pub(crate) fn verify_agreement(
-        &self,
-        agreement: &Slug,
-    ) -> Result<Vec<VerifyFinding>, StoreError> {
+    pub(crate) fn verify_agreement(&self, agreement: &Slug) -> Result<ChainReport, StoreError> {
         let uuid = self
             .uuid_of(agreement)?
             .ok_or_else(|| StoreError::UnknownAgreement {
@@ -55,8 +53,11 @@ impl SledStore {
         let mut next_version: u64 = 1;
         let mut last_key: Option<u64> = None;
         let mut last: Option<Seen> = None;
+        let mut records_checked: u64 = 0;
+        let mut hashes: Vec<(u64, Hash)> = Vec::new();
         for kv in self.amendments.scan_prefix(uuid.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            records_checked += 1;
             let Some((_, version)) = split_record_key(&k) else {
                 find(
                     None,
@@ -141,6 +142,7 @@ impl SledStore {
             }
             if let Some(raw) = raw_body(&v) {
                 let recomputed = chain_hash(&record.prev_hash, raw);
+                hashes.push((version, recomputed));
                 if recomputed.0 != record.hash {
                     find(
                         Some(version),
@@ -159,6 +161,12 @@ impl SledStore {
             });
         }
 
+        let (version, head_hash) = match &head {
+            Some(h) => (h.version, Hash(h.head_hash)),
+            None => last
+                .as_ref()
+                .map_or((0, Hash::ZERO), |s| (s.version, Hash(s.hash))),
+        };
         if let Some(h) = head {
             match last_key {
                 None => find(
@@ -197,6 +205,12 @@ impl SledStore {
                 }
             }
         }
-        Ok(findings)
+        Ok(ChainReport {
+            version,
+            head_hash,
+            records_checked,
+            hashes,
+            findings,
+        })
     }
 }

@@ -1,0 +1,108 @@
+//! What it costs to make an append durable: appends N amendments, one per `append` call as the
+//! CLI does, to a fresh store three ways, and prints appends per second for each.
+//!
+//! ```text
+//! cargo run --release -p pactum-store --example durability -- [N] [DIR]
+//! ```
+//!
+//! N defaults to 1000; DIR (default: the system's temporary directory) should be on the disk
+//! whose cost you want to know: a tmpfs makes fsync free. Each way runs in three rounds,
+//! interleaved with the others so background load hits all of them alike; the median round is
+//! reported. Only `fsync` is what pactum does; the others are the knob
+//! `SledStore::set_durability`, which exists for this measurement.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDate, Utc};
+use pactum_domain::{
+    AppendRequest, Change, Draft, DraftFields, LedgerStore, Opening, Slug, StepStamper, TermKey,
+    Value,
+};
+use pactum_store::{Durability, OpenMode, SledStore};
+
+const ROUNDS: usize = 3;
+
+const WAYS: [(Durability, &str); 3] = [
+    (Durability::Fsync, "sled flush + fsync (what ships)"),
+    (Durability::FlushOnly, "sled flush only"),
+    (Durability::NoFlush, "no flush"),
+];
+
+type Failure = Box<dyn std::error::Error>;
+
+fn draft(n: u64) -> Result<Draft, Failure> {
+    let effective = NaiveDate::from_ymd_opt(2024, 1, 1).ok_or("a valid day")?;
+    Ok(Draft::new(DraftFields {
+        agreement: Slug::parse("bench")?,
+        title: format!("Amendment {n}"),
+        effective,
+        summary: Some("A benchmark amendment of typical size.".into()),
+        sources: vec!["https://example.com/source".into()],
+        expect_version: Some(n - 1),
+        revokes: vec![],
+        open: (n == 1).then(|| Opening {
+            name: "The benchmark agreement".into(),
+            parties: vec!["ACME Corp".into(), "Initech".into()],
+        }),
+        changes: vec![Change::Set {
+            term: TermKey::parse(&format!("fees.item-{n}"))?,
+            value: Value::Int(n as i64),
+            text: Some("Customer pays this much for the item.".into()),
+            until: None,
+        }],
+    })?)
+}
+
+/// Appends `n` amendments one call each to a new store under `dir`; returns the time the
+/// appends took (opening the store not included).
+fn run(dir: &Path, durability: Durability, n: u64) -> Result<Duration, Failure> {
+    let scratch = tempfile::tempdir_in(dir)?;
+    let mut store = SledStore::open(&scratch.path().join("store"), OpenMode::CreateIfMissing)?;
+    store.set_durability(durability);
+    let stamper = StepStamper::new(Utc::now(), chrono::Duration::milliseconds(1));
+    let drafts = (1..=n).map(draft).collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    for (version, d) in (0..).zip(drafts) {
+        let request = AppendRequest {
+            agreement: d.agreement.clone(),
+            expected_version: version,
+            drafts: vec![d],
+        };
+        store
+            .append(&[request], &stamper)
+            .map_err(|e| format!("append {}: {e:?}", version + 1))?;
+    }
+    Ok(started.elapsed())
+}
+
+fn main() -> Result<(), Failure> {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().map_or(Ok(1000), |s| s.parse())?;
+    let dir = args.next().map_or_else(std::env::temp_dir, Into::into);
+    println!(
+        "{n} appends, one amendment per call, {ROUNDS} rounds, in {}",
+        dir.display()
+    );
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); WAYS.len()];
+    for _ in 0..ROUNDS {
+        for (i, (durability, _)) in WAYS.iter().enumerate() {
+            times[i].push(run(&dir, *durability, n)?);
+        }
+    }
+    let rate = |i: usize| {
+        let mut t = times[i].clone();
+        t.sort();
+        n as f64 / t[t.len() / 2].as_secs_f64()
+    };
+    let shipped = rate(0);
+    for (i, (_, name)) in WAYS.iter().enumerate() {
+        let r = rate(i);
+        println!(
+            "{name:<34} {r:>9.0} appends/s  {:>8.3} ms/append  {:>6.1}x the shipped rate",
+            1e3 / r,
+            r / shipped
+        );
+    }
+    Ok(())
+}

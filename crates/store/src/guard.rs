@@ -1,0 +1,77 @@
+//! The `LedgerStore` impl: every operation runs under a panic guard. sled 0.34 can panic on
+//! damaged files while reading them, not only at open; a panic must become a clear error, not a
+//! crash of the front end.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pactum_domain::{
+    AgreementHead, Amendment, AppendRequest, ChainReport, Hash, ImportFailure, LedgerStore, Slug,
+    Stamper, StoreFailure,
+};
+
+use crate::codec::{body_of, chain_hash, encode};
+use crate::{SledStore, StoreError};
+
+impl SledStore {
+    /// Runs `op`, turning a panic inside it into [`StoreError::Corrupt`]. The store is not used
+    /// again after that by pactum's front ends, which report the error and exit.
+    pub(crate) fn guarded<T, E: From<StoreError>>(
+        &self,
+        op: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        catch_unwind(AssertUnwindSafe(op)).unwrap_or_else(|_| {
+            Err(StoreError::Corrupt {
+                path: self.path().to_path_buf(),
+                reason: "sled failed while reading its files (they are damaged)".into(),
+            }
+            .into())
+        })
+    }
+}
+
+impl LedgerStore for SledStore {
+    type Error = StoreError;
+
+    fn agreements(&self) -> Result<Vec<AgreementHead>, StoreError> {
+        self.guarded(|| self.agreements_unguarded())
+    }
+
+    fn head(&self, agreement: &Slug) -> Result<Option<AgreementHead>, StoreError> {
+        self.guarded(|| self.head_unguarded(agreement))
+    }
+
+    fn amendments(&self, agreement: &Slug) -> Result<Vec<Amendment>, StoreError> {
+        self.guarded(|| self.amendments_unguarded(agreement))
+    }
+
+    fn append(
+        &self,
+        requests: &[AppendRequest],
+        stamper: &dyn Stamper,
+    ) -> Result<Vec<Amendment>, StoreFailure<StoreError>> {
+        self.guarded(|| self.append_unguarded(requests, stamper))
+    }
+
+    fn verify_chain(&self, agreement: &Slug) -> Result<ChainReport, StoreError> {
+        self.guarded(|| self.verify_agreement(agreement))
+    }
+
+    fn seal_hash(amendment: &Amendment) -> Result<Hash, String> {
+        let body = encode(&body_of(amendment))?;
+        Ok(chain_hash(&amendment.prev_hash.0, &body))
+    }
+
+    fn import(
+        &self,
+        amendments: &[Amendment],
+        stamper: &dyn Stamper,
+    ) -> Result<(), ImportFailure<StoreError>> {
+        self.guarded(|| self.import_unguarded(amendments, stamper))
+    }
+}
+
+impl From<StoreError> for ImportFailure<StoreError> {
+    fn from(e: StoreError) -> Self {
+        ImportFailure::Backend(e)
+    }
+}

@@ -1,0 +1,395 @@
+//! `import`: whole histories from a backup into an empty store. Each record is sealed here with
+//! the same codec and hash rule as append, and refused unless the hash it carries is the one
+//! recomputed and it decodes back to exactly the amendment given; then everything is written in
+//! one transaction and made durable as append does.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use pactum_domain::{check_histories, Amendment, ImportFailure, Rejected, Stamper};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use uuid::Uuid;
+
+use crate::codec::*;
+use crate::{SledStore, StoreError, ID_ATTEMPTS};
+
+/// An agreement being imported: its new id and its head once every record is in.
+struct Planned {
+    uuid: Uuid,
+    head: StoredHead,
+}
+
+/// The stored bytes of `a`, or why it cannot go into the store as it is.
+fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
+    let at = format!("{} version {}", a.agreement, a.version);
+    let body = body_of(a);
+    let body_bytes = encode(&body).map_err(|e| format!("{at}: encoding failed: {e}"))?;
+    let recomputed = chain_hash(&a.prev_hash.0, &body_bytes);
+    if recomputed != a.hash {
+        return Err(format!(
+            "{at}: its content does not match its hash (recorded {}, recomputed {recomputed}): \
+             the record was changed",
+            a.hash
+        ));
+    }
+    let record = seal_envelope(&StoredAmendment {
+        body,
+        prev_hash: a.prev_hash.0,
+        hash: a.hash.0,
+    })
+    .map_err(|e| format!("{at}: encoding failed: {e}"))?;
+    if record.len() > RECORD_BYTES_MAX {
+        return Err(format!(
+            "{at} encodes to {} bytes, over the limit of {RECORD_BYTES_MAX}",
+            record.len()
+        ));
+    }
+    // What a later read returns must be what was given, to the microsecond and the digit.
+    let back = open_envelope::<StoredAmendment>(&record).and_then(|s| amendment_of(&s));
+    if back.as_ref() != Ok(a) {
+        return Err(format!(
+            "{at}: the store cannot hold it exactly (it would read back differently)"
+        ));
+    }
+    Ok(record)
+}
+
+impl SledStore {
+    pub(crate) fn import_unguarded(
+        &self,
+        amendments: &[Amendment],
+        stamper: &dyn Stamper,
+    ) -> Result<(), ImportFailure<StoreError>> {
+        check_histories(amendments)?;
+        let records = amendments
+            .iter()
+            .enumerate()
+            .map(|(index, a)| seal_record(a).map_err(|reason| Rejected { index, reason }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sled_err = |e| ImportFailure::Backend(self.sled_err(e));
+        if !(self.slugs.is_empty() && self.agreements.is_empty() && self.amendments.is_empty()) {
+            return Err(ImportFailure::NotEmpty);
+        }
+
+        // One new id per agreement, distinct (only a deterministic test stamper repeats one).
+        let mut plans: BTreeMap<&str, Planned> = BTreeMap::new();
+        let mut taken = BTreeSet::new();
+        for a in amendments {
+            let slug = a.agreement.as_str();
+            if let Some(plan) = plans.get_mut(slug) {
+                plan.head.version = a.version;
+                plan.head.head_hash = a.hash.0;
+                plan.head.recorded_at = micros(a.recorded_at);
+                continue;
+            }
+            let uuid = (0..ID_ATTEMPTS)
+                .map(|_| stamper.new_id(a.recorded_at))
+                .find(|id| taken.insert(*id))
+                .ok_or_else(|| {
+                    ImportFailure::Backend(self.corrupt(format!(
+                        "the stamper gave {ID_ATTEMPTS} agreement ids in a row that are taken"
+                    )))
+                })?;
+            let open = a.open.as_ref();
+            plans.insert(
+                slug,
+                Planned {
+                    uuid,
+                    head: StoredHead {
+                        slug: slug.to_owned(),
+                        name: open.map(|o| o.name.clone()).unwrap_or_default(),
+                        parties: open.map(|o| o.parties.clone()).unwrap_or_default(),
+                        version: a.version,
+                        head_hash: a.hash.0,
+                        recorded_at: micros(a.recorded_at),
+                    },
+                },
+            );
+        }
+        let mut heads = Vec::with_capacity(plans.len());
+        for (slug, plan) in &plans {
+            let bytes = seal_envelope(&plan.head).map_err(|e| {
+                ImportFailure::Backend(self.corrupt(format!("encoding the head of {slug}: {e}")))
+            })?;
+            heads.push((*slug, plan.uuid, bytes));
+        }
+
+        let trees = (&self.amendments, &self.agreements, &self.slugs);
+        let result = trees.transaction(|(am, ag, sl)| {
+            for (slug, uuid, head) in &heads {
+                if sl.get(*slug)?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(()));
+                }
+                ag.insert(uuid.as_bytes(), head.clone())?;
+                sl.insert(*slug, uuid.as_bytes())?;
+            }
+            for (a, record) in amendments.iter().zip(&records) {
+                let Some(plan) = plans.get(a.agreement.as_str()) else {
+                    return Err(ConflictableTransactionError::Abort(()));
+                };
+                am.insert(&record_key(&plan.uuid, a.version)[..], record.clone())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {}
+            // Another writer of this process got in since the emptiness check.
+            Err(TransactionError::Abort(())) => return Err(ImportFailure::NotEmpty),
+            Err(TransactionError::Storage(e)) => return Err(sled_err(e)),
+        }
+        self.make_durable().map_err(ImportFailure::Backend)
+    }
+}
+
+/// Tests of the backup path: `import`, `seal_hash`, the hashes `verify_chain` reports, and
+/// `open_waiting`.
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration as StdDuration, Instant};
+
+    use chrono::{Duration, NaiveDate, TimeZone, Utc};
+    use pactum_domain::{
+        AppendRequest, Change, Currency, Decimal, Draft, DraftFields, Hash, LedgerStore, Money,
+        Opening, Slug, StepStamper, TermKey, Value,
+    };
+
+    use crate::{OpenMode, SledStore, StoreError};
+
+    use super::*;
+
+    fn stamper() -> StepStamper {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+        StepStamper::new(t0, Duration::seconds(1))
+    }
+
+    fn slug(s: &str) -> Slug {
+        Slug::parse(s).unwrap()
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    fn draft(agreement: &str, open: bool, changes: Vec<Change>) -> Draft {
+        Draft::new(DraftFields {
+            agreement: slug(agreement),
+            title: format!("{agreement} {}", changes.len()),
+            effective: day(2024, 1, 1),
+            summary: Some("why".into()),
+            sources: vec!["https://example.com".into()],
+            expect_version: None,
+            revokes: vec![],
+            open: open.then(|| Opening {
+                name: "N".into(),
+                parties: vec!["P".into(), "Q".into()],
+            }),
+            changes,
+        })
+        .unwrap()
+    }
+
+    fn set(term: &str, value: Value) -> Change {
+        Change::Set {
+            term: TermKey::parse(term).unwrap(),
+            value,
+            text: Some("clause".into()),
+            until: Some(day(2030, 12, 31)),
+        }
+    }
+
+    /// Two agreements, values of every kind: their amendments, agreements in slug order.
+    fn source() -> (SledStore, Vec<Amendment>) {
+        let store = SledStore::temporary().unwrap();
+        let dec = |s: &str| Decimal::parse(s).unwrap();
+        let list = Value::List(vec![
+            Value::Text("eu".into()),
+            Value::List(vec![
+                Value::Date(day(2024, 3, 1)),
+                Value::Decimal(dec("12.50")),
+            ]),
+            Value::Money(Money {
+                amount: dec("1.00"),
+                currency: Currency::parse("EUR").unwrap(),
+            }),
+            Value::Percent(dec("20")),
+            Value::List(vec![]),
+        ]);
+        let first = vec![
+            AppendRequest {
+                agreement: slug("acme"),
+                expected_version: 0,
+                drafts: vec![
+                    draft("acme", true, vec![set("a", Value::Int(-3)), set("l", list)]),
+                    draft("acme", false, vec![set("b", Value::Percent(dec("12.5")))]),
+                ],
+            },
+            AppendRequest {
+                agreement: slug("zeta"),
+                expected_version: 0,
+                drafts: vec![draft("zeta", true, vec![set("c", Value::Bool(true))])],
+            },
+        ];
+        store.append(&first, &stamper()).unwrap();
+        let more = AppendRequest {
+            agreement: slug("acme"),
+            expected_version: 2,
+            drafts: vec![draft(
+                "acme",
+                false,
+                vec![set("d", Value::Date(day(2025, 1, 1)))],
+            )],
+        };
+        store.append(&[more], &stamper()).unwrap();
+        let mut all = store.amendments(&slug("acme")).unwrap();
+        all.extend(store.amendments(&slug("zeta")).unwrap());
+        (store, all)
+    }
+
+    fn empty(store: &SledStore) -> bool {
+        store.agreements().unwrap().is_empty() && store.amendments.is_empty()
+    }
+
+    #[test]
+    fn an_import_reads_back_as_the_source_and_verifies() {
+        let (from, all) = source();
+        let to = SledStore::temporary().unwrap();
+        to.import(&all, &stamper()).unwrap();
+        assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
+        for s in ["acme", "zeta"] {
+            assert_eq!(
+                to.amendments(&slug(s)).unwrap(),
+                from.amendments(&slug(s)).unwrap()
+            );
+            assert!(to.verify(&slug(s)).unwrap().is_empty());
+        }
+        // It goes on taking amendments like any store.
+        let next = AppendRequest {
+            agreement: slug("zeta"),
+            expected_version: 1,
+            drafts: vec![draft("zeta", false, vec![set("e", Value::Int(1))])],
+        };
+        to.append(&[next], &stamper()).unwrap();
+        assert!(to.verify(&slug("zeta")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn seal_hash_is_the_hash_append_gave() {
+        let (_, all) = source();
+        for a in &all {
+            assert_eq!(SledStore::seal_hash(a), Ok(a.hash));
+        }
+        let mut changed = all[0].clone();
+        changed.title.push('!');
+        assert_ne!(SledStore::seal_hash(&changed), Ok(changed.hash));
+    }
+
+    #[test]
+    fn a_store_that_holds_anything_is_refused() {
+        let (from, all) = source();
+        let before = from.dump().unwrap();
+        assert!(matches!(
+            from.import(&all, &stamper()),
+            Err(ImportFailure::NotEmpty)
+        ));
+        assert_eq!(from.dump().unwrap(), before);
+    }
+
+    #[test]
+    fn a_changed_or_broken_history_is_refused_and_nothing_written() {
+        let (_, all) = source();
+        let to = SledStore::temporary().unwrap();
+        let rejected = |amendments: &[Amendment]| match to.import(amendments, &stamper()) {
+            Err(ImportFailure::Rejected(r)) => r,
+            other => panic!("{other:?}"),
+        };
+
+        let mut edited = all.clone();
+        edited[1].title = "Changed".into();
+        let r = rejected(&edited);
+        assert_eq!(r.index, 1);
+        assert!(r.reason.contains("does not match its hash"), "{}", r.reason);
+
+        let mut dropped = all.clone();
+        dropped.remove(1);
+        assert_eq!(rejected(&dropped).index, 1);
+
+        // A time the store cannot hold: the hash (over microseconds) still matches.
+        let mut finer = all.clone();
+        finer[0].recorded_at += Duration::nanoseconds(1);
+        let r = rejected(&finer);
+        assert_eq!(r.index, 0);
+        assert!(r.reason.contains("cannot hold it exactly"), "{}", r.reason);
+
+        assert!(empty(&to));
+    }
+
+    #[test]
+    fn verify_chain_reports_recomputed_hashes() {
+        let (store, all) = source();
+        let chain = store.verify_chain(&slug("acme")).unwrap();
+        assert_eq!(chain.records_checked, 3);
+        assert_eq!(chain.version, 3);
+        assert_eq!(chain.head_hash, all[2].hash);
+        let expected: Vec<(u64, Hash)> = all[..3].iter().map(|a| (a.version, a.hash)).collect();
+        assert_eq!(chain.hashes, expected);
+
+        // A changed title: v1's content no longer hashes to what was reported for it.
+        let tree = store.raw_tree("amendments").unwrap();
+        let (k, v) = tree.iter().next().unwrap().unwrap();
+        let mut damaged = v.to_vec();
+        let at = damaged.windows(4).position(|w| w == b"acme").unwrap() + 6;
+        damaged[at] ^= 1;
+        tree.insert(k, damaged).unwrap();
+        let chain = store.verify_chain(&slug("acme")).unwrap();
+        assert_eq!(chain.records_checked, 3);
+        assert!(!chain.findings.is_empty());
+        assert!(chain
+            .hashes
+            .iter()
+            .all(|(v, h)| *v != 1 || *h != all[0].hash));
+    }
+
+    #[test]
+    fn open_waiting_waits_for_the_bound_then_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let held = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+
+        let start = Instant::now();
+        let e = SledStore::open_waiting(&path, OpenMode::MustExist, StdDuration::ZERO)
+            .err()
+            .unwrap();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        assert!(!e.to_string().contains("waited"), "{e}");
+        assert!(start.elapsed() < StdDuration::from_millis(200));
+
+        let start = Instant::now();
+        let wait = StdDuration::from_millis(300);
+        let e = SledStore::open_waiting(&path, OpenMode::MustExist, wait)
+            .err()
+            .unwrap();
+        assert!(start.elapsed() >= wait);
+        assert!(
+            e.to_string()
+                .ends_with("in use by another process; waited 0.3 s"),
+            "{e}"
+        );
+
+        // Released during the wait: the open goes through.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(StdDuration::from_millis(150));
+            drop(held);
+        });
+        let start = Instant::now();
+        let store = SledStore::open_waiting(&path, OpenMode::MustExist, StdDuration::from_secs(5));
+        releaser.join().unwrap();
+        assert!(store.is_ok(), "{:?}", store.err());
+        assert!(start.elapsed() < StdDuration::from_secs(5));
+    }
+
+    #[test]
+    fn a_panic_inside_an_operation_is_an_error() {
+        let store = SledStore::temporary().unwrap();
+        let r: Result<(), StoreError> = store.guarded(|| panic!("sled: damaged page"));
+        assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    }
+}

@@ -1,0 +1,213 @@
+//! Format stability: tests/fixtures/golden-v1 is a store written by format version 1 (see its
+//! README). Every later pactum must open it, verify it, export it byte for byte and answer
+//! queries from it as it did when it was made. The committed store is never opened in place
+//! (sled writes on open): each test works on a copy.
+
+use std::fs;
+use std::path::Path;
+
+use pactum_store::{OpenMode, SledStore, StoreError, FORMAT_VERSION};
+use serde_json::Value;
+
+use crate::common::{Env, OPENING};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1");
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(FIXTURE).join(name);
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn fixture_json(name: &str) -> Value {
+    serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// An environment whose store is a fresh copy of the golden store.
+fn golden() -> Env {
+    let env = Env::new();
+    copy_dir(&Path::new(FIXTURE).join("store"), &env.store());
+    // git keeps no empty directories; sled's is recreated if missing, but make the copy whole.
+    fs::create_dir_all(env.store().join("blobs")).unwrap();
+    env
+}
+
+/// `actual` says at least what `expected` says: every object key of `expected` is in `actual`
+/// with a matching value, arrays match item for item. Fields a later version adds to an output
+/// do not break the fixture; a changed or missing one does.
+#[track_caller]
+fn assert_includes(actual: &Value, expected: &Value, at: &str) {
+    match (actual, expected) {
+        (Value::Object(a), Value::Object(e)) => {
+            for (k, ev) in e {
+                let av = a
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{at}.{k} is missing from {actual}"));
+                assert_includes(av, ev, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(a), Value::Array(e)) => {
+            assert_eq!(a.len(), e.len(), "{at}: {actual} vs {expected}");
+            for (i, (av, ev)) in a.iter().zip(e).enumerate() {
+                assert_includes(av, ev, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(actual, expected, "at {at}"),
+    }
+}
+
+/// The heads as made, pinned here too, so that regenerating the fixture files together (which
+/// the README forbids) still fails a test.
+const HEADS: [(&str, u64, &str); 2] = [
+    (
+        "acme-initech",
+        4,
+        "d5c30ff709fbd9230a1c758ca320238ca0fcf51da685c173a2cd271dbc2503e7",
+    ),
+    (
+        "microsoft-openai",
+        7,
+        "0c98f4beb775a4d9727ed31993c99c0c3facad1439628bf02a6fb38bf88f60db",
+    ),
+];
+
+#[test]
+fn the_golden_store_verifies() {
+    let env = golden();
+    let run = env.run(&["verify", "--format", "json"]);
+    let reports = run.json();
+    assert_includes(&reports, &fixture_json("verify.json"), "verify");
+    for (report, (slug, version, hash)) in reports.as_array().unwrap().iter().zip(HEADS) {
+        assert_eq!(
+            (
+                &report["agreement"],
+                &report["version"],
+                &report["head_hash"]
+            ),
+            (
+                &Value::from(slug),
+                &Value::from(version),
+                &Value::from(hash)
+            )
+        );
+    }
+    for slug in ["acme-initech", "microsoft-openai"] {
+        env.run(&["verify", slug]).ok();
+    }
+}
+
+#[test]
+fn the_golden_store_exports_byte_for_byte() {
+    let env = golden();
+    let heads = env.run(&["agreements", "--format", "json"]).json();
+    let slugs: Vec<&str> = heads
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["agreement"].as_str().unwrap())
+        .collect();
+    assert_eq!(slugs, ["acme-initech", "microsoft-openai"]);
+    let export: String = slugs
+        .iter()
+        .map(|s| env.run(&["export", s]).ok().to_owned())
+        .collect();
+    assert_eq!(export, fixture("export.jsonl"));
+}
+
+#[test]
+fn the_golden_store_answers_terms_queries() {
+    let env = golden();
+    for (args, expected) in [
+        (
+            vec!["terms", "acme-initech", "--on", "2025-06-01"],
+            "terms-acme-initech-2025-06-01.json",
+        ),
+        // Before the correction: the revoked fee rise is still in force at version 3.
+        (
+            vec![
+                "terms",
+                "acme-initech",
+                "--version",
+                "3",
+                "--on",
+                "2025-06-01",
+            ],
+            "terms-acme-initech-v3-2025-06-01.json",
+        ),
+        (
+            vec!["terms", "microsoft-openai", "--on", "2026-06-01"],
+            "terms-microsoft-openai-2026-06-01.json",
+        ),
+    ] {
+        let mut args = args;
+        args.extend(["--format", "json"]);
+        assert_eq!(env.run(&args).json(), fixture_json(expected), "{args:?}");
+    }
+}
+
+/// A store of an old format is not read-only: it takes new amendments and stays intact.
+#[test]
+fn the_golden_store_takes_new_amendments() {
+    let env = golden();
+    let next = OPENING
+        .replace("acme-initech", "new-agreement")
+        .replace("title = \"Master", "expect_version = 0\ntitle = \"Master");
+    env.append(&[("new.toml", &next)]);
+    let more = "agreement = \"acme-initech\"\ntitle = \"More\"\neffective = 2025-04-01\n\
+                expect_version = 4\n[[set]]\nterm = \"term.years\"\nvalue = 5\n";
+    let run = env.append(&[("more.toml", more)]);
+    assert!(run.stdout.contains("v5"), "{}", run.stdout);
+    let verify = env.run(&["verify", "--format", "json"]).json();
+    assert_eq!(verify.as_array().unwrap().len(), 3);
+    for report in verify.as_array().unwrap() {
+        assert_eq!(report["ok"], true, "{report}");
+    }
+}
+
+#[test]
+fn a_store_of_a_newer_format_is_refused_by_name_and_number() {
+    let env = golden();
+    let newer = FORMAT_VERSION + 1;
+    {
+        let store = SledStore::open(&env.store(), OpenMode::MustExist).unwrap();
+        let meta = store.raw_tree("__sled__default").unwrap();
+        meta.insert("pactum.format", &newer.to_be_bytes()).unwrap();
+        meta.flush().unwrap();
+    }
+    match SledStore::open(&env.store(), OpenMode::MustExist) {
+        Err(StoreError::NewerFormat {
+            found, supported, ..
+        }) => assert_eq!((found, supported), (newer, FORMAT_VERSION)),
+        Err(e) => panic!("expected NewerFormat, got {e}"),
+        Ok(_) => panic!("a store of format {newer} was opened"),
+    }
+    for args in [
+        vec!["agreements"],
+        vec!["verify"],
+        vec!["export", "acme-initech"],
+    ] {
+        let line = env.run(&args).fails(1).to_owned();
+        assert!(
+            line.contains(&format!("format version {newer}"))
+                && line.contains(&format!("supports ({FORMAT_VERSION})")),
+            "{args:?}: {line}"
+        );
+    }
+    let line = env
+        .run(&["append", &env.write("open.toml", OPENING)])
+        .fails(1)
+        .to_owned();
+    assert!(line.contains("upgrade pactum"), "{line}");
+}
