@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use pactum_domain::{check_histories, Amendment, LedgerStore};
 
-use crate::json::parse_amendment;
+use crate::json::{check_hash, parse_amendment};
 use crate::AppError;
 
 /// Longest line a backup may have: the largest record a store holds, with room for JSON's
@@ -58,14 +58,11 @@ impl Backup {
             if text.trim().is_empty() {
                 continue;
             }
-            let parsed = parse_amendment(text).map_err(|e| refuse(n, e.to_string()))?;
-            let at = {
-                let a = parsed.amendment();
-                format!("{} version {}", a.agreement, a.version)
-            };
-            let amendment = parsed
-                .resolve(S::seal_hash)
-                .map_err(|e| refuse(n, format!("{at}: {e}")))?;
+            let amendment = parse_amendment(text).map_err(|e| refuse(n, e.to_string()))?;
+            check_hash(&amendment, S::seal_hash).map_err(|e| {
+                let at = format!("{} version {}", amendment.agreement, amendment.version);
+                refuse(n, format!("{at}: {e}"))
+            })?;
             lines.push(n);
             amendments.push(amendment);
         }
@@ -229,6 +226,14 @@ mod tests {
         assert!(
             e.starts_with("b.jsonl:2: acme version 2: its content does not match"),
             "{e}"
+        );
+
+        let mut untyped = lines.clone();
+        untyped[1] = untyped[1].replace(r#","item_types":["int","text"]"#, "");
+        assert_ne!(untyped[1], lines[1]);
+        assert_eq!(
+            refusal(&untyped),
+            "b.jsonl:2: changes[0]: field `item_types` is missing"
         );
 
         let mut swapped = lines.clone();

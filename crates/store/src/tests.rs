@@ -661,6 +661,42 @@ fn verify_finds_a_rewritten_head_and_a_bad_chain() {
 }
 
 #[test]
+fn verify_finds_a_head_whose_name_or_parties_are_not_version_1s() {
+    let store = SledStore::temporary().unwrap();
+    small_ledger(&store);
+    let agreement = slug("acme-initech");
+    let uuid = store.uuid_of(&agreement).unwrap().unwrap();
+    let heads = store.raw_tree("agreements").unwrap();
+    let mut head: StoredHead =
+        open_envelope(&heads.get(uuid.as_bytes()).unwrap().unwrap()).unwrap();
+    assert!(store.verify(&agreement).unwrap().is_empty());
+    let name = head.name.clone();
+    head.name = "Rewritten".into();
+    heads
+        .insert(uuid.as_bytes(), seal_envelope(&head).unwrap())
+        .unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].version, None);
+    assert_eq!(
+        findings[0].problem,
+        format!("the head names the agreement \"Rewritten\", version 1's [open] {name:?}")
+    );
+
+    head.name = name;
+    head.parties.push("Intruder".into());
+    heads
+        .insert(uuid.as_bytes(), seal_envelope(&head).unwrap())
+        .unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0].problem.starts_with("the head's parties"),
+        "{findings:?}"
+    );
+}
+
+#[test]
 fn open_refuses_what_is_not_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nothing-here");

@@ -55,6 +55,8 @@ impl SledStore {
         let mut last: Option<Seen> = None;
         let mut records_checked: u64 = 0;
         let mut hashes: Vec<(u64, Hash)> = Vec::new();
+        // Version 1's `[open]`, once it decodes: what the head's name and parties copy.
+        let mut opening: Option<Option<StoredOpening>> = None;
         for kv in self.amendments.scan_prefix(uuid.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled_err(e))?;
             records_checked += 1;
@@ -97,6 +99,9 @@ impl SledStore {
                 find(Some(version), format!("the record holds a bad value: {e}"));
             }
             let body = &record.body;
+            if version == 1 {
+                opening = Some(body.open.clone());
+            }
             if body.version != version {
                 find(
                     Some(version),
@@ -167,6 +172,31 @@ impl SledStore {
                 .as_ref()
                 .map_or((0, Hash::ZERO), |s| (s.version, Hash(s.hash))),
         };
+        if let (Some(h), Some(open)) = (&head, opening) {
+            match open {
+                None => find(Some(1), "version 1 has no [open]".to_owned()),
+                Some(o) => {
+                    if h.name != o.name {
+                        find(
+                            None,
+                            format!(
+                                "the head names the agreement {:?}, version 1's [open] {:?}",
+                                h.name, o.name
+                            ),
+                        );
+                    }
+                    if h.parties != o.parties {
+                        find(
+                            None,
+                            format!(
+                                "the head's parties {:?} are not version 1's [open] parties {:?}",
+                                h.parties, o.parties
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         if let Some(h) = head {
             match last_key {
                 None => find(
