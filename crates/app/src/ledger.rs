@@ -1,5 +1,7 @@
 //! The use cases, each a short path: store → projection → decision → store.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
     AgreementHead, Amendment, AppendRequest, ChainReport, Change, Draft, Hash, ImportFailure,
@@ -131,39 +133,30 @@ impl<S: LedgerStore> Ledger<S> {
     /// it in the same call), then appends them all in one transaction, or none of them.
     /// Returns the recorded amendments in submission order.
     pub fn append(&self, submissions: &[Submission]) -> Result<Vec<Amendment>, AppError> {
-        // One request per agreement, in order of first appearance; `slots` maps each submission
-        // to (request, position) so results come back in submission order.
-        let mut requests: Vec<(AppendRequest, Vec<Amendment>)> = Vec::new();
+        // One batch per agreement, in order of first appearance; `slots` maps each submission
+        // to (batch, position) so results come back in submission order.
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut batch_of: HashMap<Slug, usize> = HashMap::new();
         let mut slots = Vec::with_capacity(submissions.len());
         for sub in submissions {
             let agreement = &sub.draft.agreement;
-            let index = match requests.iter().position(|(r, _)| &r.agreement == agreement) {
-                Some(i) => i,
+            let index = match batch_of.get(agreement) {
+                Some(&i) => i,
                 None => {
                     let history = self.store.amendments(agreement).map_err(AppError::store)?;
-                    let request = AppendRequest {
-                        agreement: agreement.clone(),
-                        expected_version: history.len() as Version,
-                        drafts: Vec::new(),
-                    };
-                    requests.push((request, history));
-                    requests.len() - 1
+                    batches.push(Batch::new(agreement.clone(), history));
+                    batch_of.insert(agreement.clone(), batches.len() - 1);
+                    batches.len() - 1
                 }
             };
-            let (request, provisional) = &mut requests[index];
-            decide(sub, provisional)?;
-            let version = provisional.len() as Version + 1;
-            provisional.push(Amendment::unsealed(
-                &sub.draft,
-                version,
-                Uuid::nil(),
-                DateTime::<Utc>::MIN_UTC,
-                Hash::ZERO,
-            ));
-            slots.push((index, request.drafts.len()));
-            request.drafts.push(sub.draft.clone());
+            // In range: `batch_of` holds indices of `batches` only.
+            let batch = &mut batches[index];
+            decide(sub, batch)?;
+            slots.push((index, batch.request.drafts.len()));
+            // The one copy of the draft: the request must own it.
+            batch.accept(sub.draft.clone());
         }
-        let requests: Vec<AppendRequest> = requests.into_iter().map(|(r, _)| r).collect();
+        let requests: Vec<AppendRequest> = batches.into_iter().map(|b| b.request).collect();
         let recorded = match self.store.append(&requests, self.stamper.as_ref()) {
             Ok(recorded) => recorded,
             Err(StoreFailure::Conflict {
@@ -180,17 +173,34 @@ impl<S: LedgerStore> Ledger<S> {
             }
             Err(StoreFailure::Backend(e)) => return Err(AppError::store(e)),
         };
-        // The store returns amendments grouped by request, in request order.
+        // The store returns amendments grouped by request, in request order; move each into
+        // its submission's place.
         let mut starts = Vec::with_capacity(requests.len());
         let mut offset = 0;
         for r in &requests {
             starts.push(offset);
             offset += r.drafts.len();
         }
-        Ok(slots
+        let returned = recorded.len();
+        let mut recorded: Vec<Option<Amendment>> = recorded.into_iter().map(Some).collect();
+        slots
             .into_iter()
-            .map(|(req, pos)| recorded[starts[req] + pos].clone())
-            .collect())
+            .map(|(req, pos)| {
+                starts
+                    .get(req)
+                    .and_then(|start| recorded.get_mut(start + pos))
+                    .and_then(Option::take)
+                    .ok_or_else(|| {
+                        AppError::Store(
+                            format!(
+                                "the store returned {returned} amendments for {} drafts",
+                                submissions.len()
+                            )
+                            .into(),
+                        )
+                    })
+            })
+            .collect()
     }
 
     /// Every agreement's head, in slug order.
@@ -217,10 +227,45 @@ impl<S: LedgerStore> Ledger<S> {
     }
 
     /// The terms in force at a knowledge cut, on a day (SPEC §3).
+    ///
+    /// From the store's query index when it keeps a current one for the agreement, which reads
+    /// the versions near the cut (and the pending ones) instead of the whole history; otherwise
+    /// (a store made before the index, or a backend without one) from the whole history. Both
+    /// give the same answer and the same errors.
     pub fn terms(&self, agreement: &Slug, cut: Cut, on: NaiveDate) -> Result<TermsAt, AppError> {
+        if let Some(index) = self.store.index(agreement).map_err(AppError::store)? {
+            return self.terms_indexed(agreement, &*index, cut, on);
+        }
         let timeline = self.timeline(agreement)?;
         let version = resolve(agreement, &timeline, cut)?;
         Ok(timeline.terms_at(Point { version, on }))
+    }
+
+    /// [`Ledger::terms`] from an index, with the same errors as the full read.
+    fn terms_indexed(
+        &self,
+        agreement: &Slug,
+        index: &dyn pactum_domain::HistoryIndex<Error = S::Error>,
+        cut: Cut,
+        on: NaiveDate,
+    ) -> Result<TermsAt, AppError> {
+        if index.latest() == 0
+            && self
+                .store
+                .head(agreement)
+                .map_err(AppError::store)?
+                .is_none()
+        {
+            return Err(AppError::UnknownAgreement(agreement.clone()));
+        }
+        let version = pactum_projection::resolve_via_index(index, cut).map_err(|e| match e {
+            pactum_projection::IndexedError::Projection(source) => AppError::Projection {
+                agreement: agreement.clone(),
+                source,
+            },
+            pactum_projection::IndexedError::Index(e) => AppError::store(e),
+        })?;
+        pactum_projection::terms_via_index(index, Point { version, on }).map_err(AppError::store)
     }
 
     /// What differs between two points; a version point is read on `today`.
@@ -346,15 +391,77 @@ fn resolve(agreement: &Slug, timeline: &Timeline, cut: Cut) -> Result<Version, A
         })
 }
 
+/// One agreement's share of an append call: the request being filled and what its drafts are
+/// decided against. The timeline is built from the stored history the first time a draft needs
+/// one (removes or revokes) and then extended draft by draft, so a call of N drafts builds it
+/// once, not N times over a growing history.
+struct Batch {
+    request: AppendRequest,
+    /// The stored history's opening date (`None`: the agreement does not exist yet).
+    first_stored: Option<NaiveDate>,
+    /// The stored history, until the timeline is built from it.
+    history: Vec<Amendment>,
+    timeline: Option<Timeline>,
+}
+
+impl Batch {
+    fn new(agreement: Slug, history: Vec<Amendment>) -> Batch {
+        Batch {
+            request: AppendRequest {
+                agreement,
+                expected_version: history.len() as Version,
+                drafts: Vec::new(),
+            },
+            first_stored: history.first().map(|a| a.effective),
+            history,
+            timeline: None,
+        }
+    }
+
+    /// The latest version once the drafts accepted so far are appended.
+    fn latest(&self) -> Version {
+        self.request.expected_version + self.request.drafts.len() as Version
+    }
+
+    /// The effective date of version 1, stored or accepted in this call.
+    fn first_effective(&self) -> Option<NaiveDate> {
+        self.first_stored
+            .or_else(|| self.request.drafts.first().map(|d| d.effective))
+    }
+
+    /// The stored history plus the drafts accepted so far, indexed.
+    fn timeline(&mut self) -> Result<&Timeline, ProjectionError> {
+        let timeline = match self.timeline.take() {
+            Some(t) => t,
+            None => {
+                let mut t = Timeline::from_history(std::mem::take(&mut self.history))?;
+                for d in &self.request.drafts {
+                    t.push_draft(d);
+                }
+                t
+            }
+        };
+        Ok(self.timeline.insert(timeline))
+    }
+
+    /// Adds a decided draft to the request (and to the timeline, if there is one).
+    fn accept(&mut self, draft: Draft) {
+        if let Some(t) = &mut self.timeline {
+            t.push_draft(&draft);
+        }
+        self.request.drafts.push(draft);
+    }
+}
+
 /// Checks one submission against its agreement's history as it will stand when the submission
-/// is appended (`provisional`: the stored history plus the earlier submissions of this call).
-fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
+/// is appended: the stored history plus the earlier submissions of this call (`batch`).
+fn decide(sub: &Submission, batch: &mut Batch) -> Result<(), AppError> {
     let draft = &sub.draft;
     let refuse = |message: String| AppError::Refused {
         file: sub.file.clone(),
         message,
     };
-    let latest = provisional.len() as Version;
+    let latest = batch.latest();
     if let Some(expected) = draft.expect_version {
         if expected != latest {
             return Err(AppError::Conflict {
@@ -365,7 +472,7 @@ fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
             });
         }
     }
-    let Some(first) = provisional.first() else {
+    let Some(first_effective) = batch.first_effective() else {
         if draft.open.is_none() {
             return Err(refuse(format!(
                 "agreement {} does not exist yet: its first amendment needs an [open] table",
@@ -398,10 +505,10 @@ fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
             draft.agreement
         )));
     }
-    if draft.effective < first.effective {
+    if draft.effective < first_effective {
         return Err(refuse(format!(
             "effective date {} is before the agreement's first amendment ({})",
-            draft.effective, first.effective
+            draft.effective, first_effective
         )));
     }
     let removes = draft
@@ -412,7 +519,7 @@ fn decide(sub: &Submission, provisional: &[Amendment]) -> Result<(), AppError> {
         // Only revocations and removes are judged against the terms; skip the projection.
         return Ok(());
     }
-    let timeline = Timeline::new(provisional).map_err(|source| AppError::Projection {
+    let timeline = batch.timeline().map_err(|source| AppError::Projection {
         agreement: draft.agreement.clone(),
         source,
     })?;
@@ -537,6 +644,81 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, AppError::Refused { .. }), "{err}");
         assert_eq!(l.log(&Slug::parse("a").unwrap()).unwrap().len(), 3);
+    }
+
+    fn revoking(effective: &str, versions: Vec<Version>, changes: Vec<Change>) -> Submission {
+        let draft = Draft::new(DraftFields {
+            agreement: Slug::parse("a").unwrap(),
+            title: format!("revoke {effective}"),
+            effective: day(effective),
+            summary: None,
+            sources: vec![],
+            expect_version: None,
+            revokes: versions,
+            open: None,
+            changes,
+        })
+        .unwrap();
+        Submission {
+            file: format!("revoke-{effective}.toml"),
+            draft,
+        }
+    }
+
+    #[test]
+    fn one_timeline_per_call_follows_every_draft_before_and_after_it_is_built() {
+        let l = ledger();
+        l.append(&[draft("a", "2024-01-01", true, vec![set("x", 1)])])
+            .unwrap();
+        let out = l
+            .append(&[
+                // No remove or revoke yet: no timeline.
+                draft("a", "2024-02-01", false, vec![set("z", 1)]),
+                // Built here, from the stored history plus the draft above.
+                draft("a", "2024-03-01", false, vec![remove("x")]),
+                draft("a", "2024-03-02", false, vec![remove("z")]),
+                // Extended from here on.
+                draft("a", "2024-04-01", false, vec![set("w", 1)]),
+                draft("a", "2024-05-01", false, vec![remove("w")]),
+                revoking("2024-05-02", vec![6], vec![]),
+                // In force again: its remove (v6) was revoked by v7.
+                draft("a", "2024-06-01", false, vec![remove("w")]),
+            ])
+            .unwrap();
+        assert_eq!(out.last().map(|a| a.version), Some(8));
+        let refusals = [
+            (
+                vec![
+                    draft("a", "2024-07-01", false, vec![set("q", 1)]),
+                    draft("a", "2024-07-02", false, vec![remove("x")]),
+                ],
+                "a-2024-07-02.toml: removes term x, which is not in force on 2024-07-02",
+            ),
+            (
+                vec![revoking("2024-07-01", vec![6], vec![])],
+                "revoke-2024-07-01.toml: revokes names version 6, which version 7 already revoked",
+            ),
+            (
+                vec![
+                    draft("a", "2024-07-01", false, vec![set("q", 1)]),
+                    revoking("2024-07-02", vec![10], vec![]),
+                ],
+                "revoke-2024-07-02.toml: revokes names version 10, which does not exist (latest is 9)",
+            ),
+            (
+                vec![
+                    revoking("2024-07-01", vec![3], vec![]),
+                    // x is back (its remove, v3, is revoked), q was never set.
+                    draft("a", "2024-07-02", false, vec![remove("x"), remove("q")]),
+                ],
+                "a-2024-07-02.toml: removes term q, which is not in force on 2024-07-02",
+            ),
+        ];
+        for (subs, message) in refusals {
+            let err = l.append(&subs).unwrap_err();
+            assert_eq!(err.to_string(), message);
+        }
+        assert_eq!(l.log(&Slug::parse("a").unwrap()).unwrap().len(), 8);
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod anchor;
 mod backup;
 #[cfg(test)]
 mod concurrency_tests;
+#[cfg(test)]
+mod indexed_tests;
 pub mod json;
 mod ledger;
 mod point;

@@ -21,7 +21,7 @@ pub use amendment::{Amendment, Change, Draft, DraftError, DraftFields, Hash, Ope
 pub use ident::{IdentError, Slug, TermKey};
 pub use stamp::{Stamper, StepStamper};
 pub use store::{
-    check_histories, AgreementHead, AppendRequest, ChainReport, ImportFailure, LedgerStore,
-    Rejected, StoreFailure, VerifyFinding,
+    check_histories, AgreementHead, AppendRequest, BoxedIndex, ChainReport, HistoryIndex,
+    ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
 };
 pub use value::{Currency, Decimal, Money, Value, ValueError};

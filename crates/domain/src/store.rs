@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::{Amendment, Draft, Hash, Slug, Stamper, Version};
+use crate::{Amendment, Change, Draft, Hash, Slug, Stamper, TermKey, Version};
 
 /// What a store keeps about an agreement's latest state, without reading its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +109,73 @@ pub trait LedgerStore {
         amendments: &[Amendment],
         stamper: &dyn Stamper,
     ) -> Result<(), ImportFailure<Self::Error>>;
+
+    /// An index over one agreement's history, if this backend keeps one and it is current, so a
+    /// query reads what it needs instead of every record. `None` (the default) means: read the
+    /// history with [`LedgerStore::amendments`]; it is also the answer for an unknown agreement.
+    fn index<'a>(
+        &'a self,
+        agreement: &Slug,
+    ) -> Result<Option<BoxedIndex<'a, Self::Error>>, Self::Error> {
+        let _ = agreement;
+        Ok(None)
+    }
+}
+
+/// Where one version stands in valid time, as an index returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The version's effective date.
+    pub effective: NaiveDate,
+    /// The latest effective date of versions 1 to this one: nothing known at this version
+    /// takes effect after it.
+    pub horizon: NaiveDate,
+}
+
+/// A [`HistoryIndex`] as a store hands it out.
+pub type BoxedIndex<'a, E> = Box<dyn HistoryIndex<Error = E> + 'a>;
+
+/// Indexed access to ONE agreement's history: enough to answer SPEC §3 at any point without
+/// reading every record. It describes the history as it stood when the index was opened:
+/// versions after [`HistoryIndex::latest`] do not exist for it. Versions passed to it are
+/// 1..=latest unless a method says otherwise.
+///
+/// The questions are the ones a query walks with (pactum-projection's `terms_via_index`): which
+/// terms exist at a cut and which version last named each, the version before that which named
+/// it, where a version stands in valid time, and what it changed. A term named twice by one
+/// amendment counts once, with its last change (what replay leaves); a revocation of a version
+/// that is not earlier than its revoker is not held (replay ignores it).
+pub trait HistoryIndex {
+    type Error;
+
+    /// The latest version (≥ 1 for an agreement that exists).
+    fn latest(&self) -> Version;
+
+    /// The last version recorded at or before `t` (0 if none).
+    fn version_known_at(&self, t: DateTime<Utc>) -> Result<Version, Self::Error>;
+
+    /// Version `v`'s effective date and horizon.
+    fn placement(&self, v: Version) -> Result<Placement, Self::Error>;
+
+    /// Version `v`'s title.
+    fn title(&self, v: Version) -> Result<String, Self::Error>;
+
+    /// The terms version `v` sets or removes, in key order, each once.
+    fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, Self::Error>;
+
+    /// Every term named by versions 1..=k, with the last of them that named it, in key order
+    /// (`k` may be 0).
+    fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, Self::Error>;
+
+    /// The last version ≤ `v` that named `term` (0 if none; `v` may be 0).
+    fn last_naming(&self, term: &TermKey, v: Version) -> Result<Version, Self::Error>;
+
+    /// Every revocation (revoked, revoker) whose revoker is ≤ `k`, in any order.
+    fn revocations(&self, k: Version) -> Result<Vec<(Version, Version)>, Self::Error>;
+
+    /// What version `v` did to `term` (its last change of it), or `None` if `v` does not name
+    /// it.
+    fn change(&self, term: &TermKey, v: Version) -> Result<Option<Change>, Self::Error>;
 }
 
 /// What verifying one agreement's records found.

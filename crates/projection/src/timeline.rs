@@ -8,12 +8,14 @@
 //! towards O(changes) for an early K on a ledger full of later, retroactive amendments, or for a
 //! term with a long run of revoked sets. Deciding whether a version is active looks only at the
 //! versions that revoke it (usually none: O(1)); chains of revocations are walked once per query
-//! (memoized). `pending` walks only the amendments effective after `on`.
+//! (memoized). `pending` walks only the amendments effective after `on`. Extending a timeline by
+//! one amendment (`push`, `push_draft`) costs that amendment's changes, not the history again.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use pactum_domain::{Amendment, Change, TermKey, Version};
+use pactum_domain::{Amendment, Change, Draft, TermKey, Value, Version};
 
 use crate::types::{
     compare, Cut, Diff, Entry, HistoryRow, Op, Pending, Point, ReplayStep, TermsAt,
@@ -49,6 +51,60 @@ struct VersionInfo {
     title: String,
 }
 
+/// What indexing one more version needs, from an [`Amendment`] or a [`Draft`], borrowed
+/// ([`Timeline::new`], the pushes) or taken ([`Timeline::from_history`]).
+struct Next<'a, C> {
+    effective: NaiveDate,
+    recorded_at: DateTime<Utc>,
+    title: String,
+    revokes: &'a [Version],
+    /// [`Indexed`] changes, in the amendment's order.
+    changes: C,
+}
+
+/// One change as the index keeps it: its term, and `Some((value, text, until))` for a set.
+type Indexed<'a> = (
+    Cow<'a, TermKey>,
+    Option<(Value, Option<String>, Option<NaiveDate>)>,
+);
+
+/// A [`Next`] that borrows the amendment or draft, copying only what the index keeps.
+fn borrowed<'a>(
+    effective: NaiveDate,
+    recorded_at: DateTime<Utc>,
+    title: &str,
+    revokes: &'a [Version],
+    changes: &'a [Change],
+) -> Next<'a, impl Iterator<Item = Indexed<'a>>> {
+    Next {
+        effective,
+        recorded_at,
+        title: title.to_owned(),
+        revokes,
+        changes: changes.iter().map(|c| match c {
+            Change::Set {
+                term,
+                value,
+                text,
+                until,
+            } => (
+                Cow::Borrowed(term),
+                Some((value.clone(), text.clone(), *until)),
+            ),
+            Change::Remove { term, .. } => (Cow::Borrowed(term), None),
+        }),
+    }
+}
+
+/// Where [`Timeline::index`] puts new entries.
+#[derive(Clone, Copy)]
+enum Place {
+    /// At the end; the caller sorts once all are in ([`Timeline::new`]).
+    Append,
+    /// In (effective, version) order, keeping the timeline queryable ([`Timeline::push`]).
+    Sorted,
+}
+
 #[derive(Debug, Clone)]
 struct Event {
     effective: NaiveDate,
@@ -63,74 +119,163 @@ impl Timeline {
     /// A revocation of a version that is not earlier than its revoker is ignored, as in
     /// [`crate::fold_terms`].
     pub fn new(amendments: &[Amendment]) -> Result<Timeline, ProjectionError> {
-        let mut versions = Vec::with_capacity(amendments.len());
-        let mut revokers: Vec<Vec<Version>> = vec![Vec::new(); amendments.len()];
-        let mut events: BTreeMap<TermKey, Vec<Event>> = BTreeMap::new();
-        let mut by_effective = Vec::with_capacity(amendments.len());
+        let mut timeline = Timeline::with_capacity(amendments.len());
         for (expected, a) in (1..).zip(amendments) {
-            if a.version != expected {
-                return Err(ProjectionError::NotContiguous {
-                    expected,
-                    found: a.version,
-                });
-            }
-            versions.push(VersionInfo {
-                effective: a.effective,
-                recorded_at: a.recorded_at,
-                title: a.title.clone(),
-            });
-            by_effective.push((a.effective, a.version));
-            for &target in &a.revokes {
-                if target == 0 || target >= a.version {
-                    continue;
-                }
-                // Versions arrive in order, so each list stays ascending.
-                if let Some(list) = usize::try_from(target - 1)
-                    .ok()
-                    .and_then(|i| revokers.get_mut(i))
-                {
-                    if list.last() != Some(&a.version) {
-                        list.push(a.version);
-                    }
-                }
-            }
-            for change in &a.changes {
-                let (term, entry) = match change {
-                    Change::Set {
-                        term,
-                        value,
-                        text,
-                        until,
-                    } => (
-                        term,
-                        Some(Entry {
-                            value: value.clone(),
-                            text: text.clone(),
-                            until: *until,
-                            set_in: a.version,
-                            effective: a.effective,
-                        }),
-                    ),
-                    Change::Remove { term, .. } => (term, None),
-                };
-                events.entry(term.clone()).or_default().push(Event {
-                    effective: a.effective,
-                    version: a.version,
-                    entry,
-                });
-            }
+            check_next(expected, a.version)?;
+            let next = borrowed(a.effective, a.recorded_at, &a.title, &a.revokes, &a.changes);
+            timeline.index(next, Place::Append);
         }
-        // Stable sorts: equal keys keep version order, and change order within an amendment.
-        for list in events.values_mut() {
+        Ok(timeline.sorted())
+    }
+
+    /// As [`Timeline::new`], but takes the amendments and moves their titles, values and texts
+    /// into the index instead of copying them and then freeing the originals: for a caller that
+    /// reads a history only to index it, as an append deciding drafts does (about half the time
+    /// of `new` plus dropping the slice, on a long history).
+    pub fn from_history(amendments: Vec<Amendment>) -> Result<Timeline, ProjectionError> {
+        let mut timeline = Timeline::with_capacity(amendments.len());
+        for (expected, a) in (1..).zip(amendments) {
+            check_next(expected, a.version)?;
+            let Amendment {
+                effective,
+                recorded_at,
+                title,
+                changes,
+                revokes,
+                ..
+            } = a;
+            let changes = changes.into_iter().map(|c| match c {
+                Change::Set {
+                    term,
+                    value,
+                    text,
+                    until,
+                } => (Cow::Owned(term), Some((value, text, until))),
+                Change::Remove { term, .. } => (Cow::Owned(term), None),
+            });
+            let next = Next {
+                effective,
+                recorded_at,
+                title,
+                revokes: &revokes,
+                changes,
+            };
+            timeline.index(next, Place::Append);
+        }
+        Ok(timeline.sorted())
+    }
+
+    fn with_capacity(n: usize) -> Timeline {
+        Timeline {
+            versions: Vec::with_capacity(n),
+            revokers: Vec::with_capacity(n),
+            events: BTreeMap::new(),
+            by_effective: Vec::with_capacity(n),
+        }
+    }
+
+    /// Sorts what `Place::Append` left in arrival order. Sorting once is O(C log C) whatever
+    /// the order of effective dates; inserting each retroactive event in place would move the
+    /// later ones every time. Stable sorts: equal keys keep version order, and change order
+    /// within an amendment.
+    fn sorted(mut self) -> Timeline {
+        for list in self.events.values_mut() {
             list.sort_by_key(|e| (e.effective, e.version));
         }
-        by_effective.sort();
-        Ok(Timeline {
-            versions,
-            revokers,
-            events,
-            by_effective,
-        })
+        self.by_effective.sort();
+        self
+    }
+
+    /// Extends the timeline by the next amendment (`a.version` must be `latest() + 1`), leaving
+    /// it as [`Timeline::new`] would build it over the longer slice. So a caller that holds a
+    /// timeline pays for each new amendment, not for the whole history again: O(changes × log
+    /// events), plus moving the events dated after it when it is retroactive.
+    pub fn push(&mut self, a: &Amendment) -> Result<(), ProjectionError> {
+        check_next(self.latest() + 1, a.version)?;
+        let next = borrowed(a.effective, a.recorded_at, &a.title, &a.revokes, &a.changes);
+        self.index(next, Place::Sorted);
+        Ok(())
+    }
+
+    /// Extends the timeline by a draft as if it were appended next, and returns the version it
+    /// takes: how an append decides each draft against the history plus the drafts before it,
+    /// without making an [`Amendment`] of each. The draft is not recorded yet, so its recording
+    /// time counts as [`DateTime::MAX_UTC`]: no `KnownAt` cut before the end of time sees it.
+    /// Push only drafts after the last recorded amendment.
+    pub fn push_draft(&mut self, draft: &Draft) -> Version {
+        let next = borrowed(
+            draft.effective,
+            DateTime::<Utc>::MAX_UTC,
+            &draft.title,
+            &draft.revokes,
+            &draft.changes,
+        );
+        self.index(next, Place::Sorted);
+        self.latest()
+    }
+
+    /// Adds the next version. With `Place::Append` the event lists and `by_effective` are left
+    /// for the caller to sort; with `Place::Sorted` each entry goes after every entry with an
+    /// effective date on or before its own, which is its place in (effective, version) order
+    /// since its version is the highest.
+    fn index<'a>(&mut self, a: Next<'a, impl Iterator<Item = Indexed<'a>>>, place: Place) {
+        let version = self.latest() + 1;
+        self.versions.push(VersionInfo {
+            effective: a.effective,
+            recorded_at: a.recorded_at,
+            title: a.title,
+        });
+        self.revokers.push(Vec::new());
+        for &target in a.revokes {
+            if target == 0 || target >= version {
+                continue;
+            }
+            // Versions arrive in order, so each list stays ascending.
+            if let Some(list) = usize::try_from(target - 1)
+                .ok()
+                .and_then(|i| self.revokers.get_mut(i))
+            {
+                if list.last() != Some(&version) {
+                    list.push(version);
+                }
+            }
+        }
+        let dated = (a.effective, version);
+        match place {
+            Place::Append => self.by_effective.push(dated),
+            Place::Sorted => {
+                let at = self
+                    .by_effective
+                    .partition_point(|&(d, _)| d <= a.effective);
+                self.by_effective.insert(at, dated);
+            }
+        }
+        for (term, set) in a.changes {
+            let entry = set.map(|(value, text, until)| Entry {
+                value,
+                text,
+                until,
+                set_in: version,
+                effective: a.effective,
+            });
+            let event = Event {
+                effective: a.effective,
+                version,
+                entry,
+            };
+            // `get_mut` first: a borrowed key is cloned only for a term never named before.
+            let list = match self.events.get_mut(term.as_ref()) {
+                Some(list) => list,
+                None => self.events.entry(term.into_owned()).or_default(),
+            };
+            match place {
+                Place::Append => list.push(event),
+                Place::Sorted => {
+                    let at = list.partition_point(|e| e.effective <= a.effective);
+                    list.insert(at, event);
+                }
+            }
+        }
     }
 
     /// The latest version; 0 if there are no amendments.
@@ -303,6 +448,13 @@ impl Timeline {
             memo: HashMap::new(),
         }
     }
+}
+
+fn check_next(expected: Version, found: Version) -> Result<(), ProjectionError> {
+    if found != expected {
+        return Err(ProjectionError::NotContiguous { expected, found });
+    }
+    Ok(())
 }
 
 /// The entry (or absence) the last counting event before or on `on` leaves, or `None` if no

@@ -316,23 +316,7 @@ pub fn amendment_of(s: &StoredAmendment) -> Result<Amendment, String> {
     let changes = b
         .changes
         .iter()
-        .map(|c| match c {
-            StoredChange::Set {
-                term,
-                value,
-                text,
-                until,
-            } => Ok(Change::Set {
-                term: TermKey::parse(term).map_err(err)?,
-                value: value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?,
-                text: text.clone(),
-                until: until.map(date).transpose()?,
-            }),
-            StoredChange::Remove { term, text } => Ok(Change::Remove {
-                term: TermKey::parse(term).map_err(err)?,
-                text: text.clone(),
-            }),
-        })
+        .map(change_of)
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Amendment {
         version: b.version,
@@ -351,6 +335,59 @@ pub fn amendment_of(s: &StoredAmendment) -> Result<Amendment, String> {
         revokes: b.revokes.clone(),
         prev_hash: Hash(s.prev_hash),
         hash: Hash(s.hash),
+    })
+}
+
+/// An `idx_segments` value: what the query index knows of a run of versions of one agreement
+/// (`start` to the version its key names), and at a multiple of [`CHECKPOINT`] every term named
+/// so far.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSegment {
+    pub start: u64,
+    /// Versions `start`, `start + 1`, … in order.
+    pub versions: Vec<StoredIndexedVersion>,
+    /// When the segment ends at a multiple of [`CHECKPOINT`]: every term named by versions 1 to
+    /// its end, with the last of those versions that named it, in term order.
+    pub state: Option<Vec<(String, u64)>>,
+}
+
+/// One version, as the query index keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredIndexedVersion {
+    /// Days from CE.
+    pub effective: i32,
+    /// Microseconds since the Unix epoch, UTC.
+    pub recorded_at: i64,
+    /// The latest effective date of versions 1 to this one, days from CE.
+    pub horizon: i32,
+    pub title: String,
+    /// The terms it sets or removes, in term order, each once.
+    pub terms: Vec<String>,
+}
+
+/// Segments never span a multiple of this many versions, and each one ending at a multiple
+/// carries the term state: so the state as of any version is one read plus fewer than this
+/// many versions away.
+pub const CHECKPOINT: u64 = 64;
+
+/// The domain change a stored one stands for; fails on anything the domain types refuse.
+pub fn change_of(c: &StoredChange) -> Result<Change, String> {
+    Ok(match c {
+        StoredChange::Set {
+            term,
+            value,
+            text,
+            until,
+        } => Change::Set {
+            term: TermKey::parse(term).map_err(err)?,
+            value: value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?,
+            text: text.clone(),
+            until: until.map(date).transpose()?,
+        },
+        StoredChange::Remove { term, text } => Change::Remove {
+            term: TermKey::parse(term).map_err(err)?,
+            text: text.clone(),
+        },
     })
 }
 

@@ -5,8 +5,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, ChainReport, Hash, ImportFailure, LedgerStore, Slug,
-    Stamper, StoreFailure,
+    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Hash, ImportFailure,
+    LedgerStore, Slug, Stamper, StoreFailure,
 };
 
 use crate::codec::{body_of, chain_hash, encode};
@@ -67,6 +67,16 @@ impl LedgerStore for SledStore {
         stamper: &dyn Stamper,
     ) -> Result<(), ImportFailure<StoreError>> {
         self.guarded(|| self.import_unguarded(amendments, stamper))
+    }
+
+    fn index<'a>(
+        &'a self,
+        agreement: &Slug,
+    ) -> Result<Option<BoxedIndex<'a, StoreError>>, StoreError> {
+        self.guarded(|| {
+            let index = self.index_unguarded(agreement)?;
+            Ok(index.map(|i| Box::new(i) as BoxedIndex<'a, StoreError>))
+        })
     }
 }
 

@@ -1,15 +1,19 @@
 //! `import`: whole histories from a backup into an empty store. Each record is sealed here with
 //! the same codec and hash rule as append, and refused unless the hash it carries is the one
 //! recomputed and it decodes back to exactly the amendment given; then everything is written in
-//! one transaction and made durable as append does.
+//! one transaction, with the query index's entries when the store keeps one, and made durable as
+//! append does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use pactum_domain::{check_histories, Amendment, ImportFailure, Rejected, Stamper};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 use uuid::Uuid;
 
 use crate::codec::*;
+use crate::index::{IndexTx, SegmentWriter};
 use crate::{SledStore, StoreError, ID_ATTEMPTS};
 
 /// An agreement being imported: its new id and its head once every record is in.
@@ -113,8 +117,40 @@ impl SledStore {
             heads.push((*slug, plan.uuid, bytes));
         }
 
+        // The query index, when this store keeps one: built once, outside the transaction
+        // (sled may run it more than once). Each agreement's versions come in order
+        // (check_histories).
+        let mut writers: BTreeMap<&str, SegmentWriter> = BTreeMap::new();
+        if self.index.is_some() {
+            for (i, a) in amendments.iter().enumerate() {
+                let slug = a.agreement.as_str();
+                let Some(plan) = plans.get(slug) else {
+                    continue;
+                };
+                let writer = writers.entry(slug).or_insert_with(|| {
+                    SegmentWriter::new(plan.uuid, 0, None, Some(BTreeMap::new()))
+                });
+                writer.add(a).map_err(|e| Rejected {
+                    index: i,
+                    reason: format!(
+                        "{} version {}: encoding failed: {e}",
+                        a.agreement, a.version
+                    ),
+                })?;
+            }
+            for writer in writers.values_mut() {
+                writer
+                    .finish()
+                    .map_err(|e| ImportFailure::Backend(self.corrupt(format!("index: {e}"))))?;
+            }
+        }
+        let writers: Vec<SegmentWriter> = writers.into_values().collect();
+
         let trees = (&self.amendments, &self.agreements, &self.slugs);
-        let result = trees.transaction(|(am, ag, sl)| {
+        let write = |am: &TransactionalTree,
+                     ag: &TransactionalTree,
+                     sl: &TransactionalTree,
+                     idx: Option<IndexTx<'_>>| {
             for (slug, uuid, head) in &heads {
                 if sl.get(*slug)?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(()));
@@ -128,8 +164,21 @@ impl SledStore {
                 };
                 am.insert(&record_key(&plan.uuid, a.version)[..], record.clone())?;
             }
+            if let Some(idx) = idx {
+                idx.write_all(&writers)?;
+            }
             Ok(())
-        });
+        };
+        let result = match &self.index {
+            None => trees.transaction(|(am, ag, sl)| write(am, ag, sl, None)),
+            Some(ix) => {
+                let [segments, revokes] = ix.all();
+                let all = (trees.0, trees.1, trees.2, segments, revokes);
+                all.transaction(|(am, ag, sl, segments, revokes)| {
+                    write(am, ag, sl, Some(IndexTx::new([segments, revokes])))
+                })
+            }
+        };
         match result {
             Ok(()) => {}
             // Another writer of this process got in since the emptiness check.

@@ -8,9 +8,11 @@
 //! files, projections or output.
 
 mod codec;
+mod commit;
 mod error;
 mod guard;
 mod import;
+mod index;
 mod verify;
 
 use std::collections::BTreeSet;
@@ -18,6 +20,7 @@ use std::fs::{self, File};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -61,11 +64,16 @@ pub struct SledStore {
     amendments: sled::Tree,
     agreements: sled::Tree,
     slugs: sled::Tree,
+    /// The query index's trees; `None` for a store made before the index existed.
+    index: Option<index::IndexTrees>,
     path: PathBuf,
-    /// False for a temporary store, which is not worth an fsync and whose directory sled chose.
-    durable: bool,
     /// How far an append goes before it returns; only the durability measurement lowers it.
     durability: Durability,
+    /// Lets one flush and fsync cover the appends of every thread that committed before it.
+    commit: commit::GroupCommit,
+    /// The files an fsync must reach; `None` for a temporary store, which is not worth an fsync
+    /// and whose directory sled chose. Only the thread leading a group commit locks it.
+    files: Option<Mutex<commit::StoreFiles>>,
 }
 
 /// How far [`SledStore`] goes to make an append survive before reporting it. Exists so the
@@ -73,7 +81,8 @@ pub struct SledStore {
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// sled's flush, then fsync of every file and directory of the store (what ships).
+    /// sled's flush, then fsync of what it wrote: `db`, new files and the directories that
+    /// gained or lost an entry (what ships).
     Fsync,
     /// sled's flush only (`sync_file_range`: survives a process crash, not a power loss).
     FlushOnly,
@@ -141,7 +150,7 @@ impl SledStore {
         let db = open_db(&config, path)?;
         let store = SledStore::init(db, path.to_path_buf(), mode, true)?;
         // Files an older pactum, or a copy, left readable by others.
-        secure_dir_tree(path, false).map_err(io_err)?;
+        secure_dir_tree(path).map_err(io_err)?;
         if fresh {
             // The store directory (and each parent made for it) is a new entry in its parent.
             for dir in path.ancestors().skip(1).take(created_dirs.max(1)) {
@@ -249,22 +258,44 @@ impl SledStore {
                 if mode == OpenMode::MustExist {
                     return Err(StoreError::Missing { path });
                 }
-                db.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes())
-                    .map_err(sled_err)?;
+                // Both keys or neither: a store is created keeping a query index, or it is not
+                // created.
+                let mut keys = sled::Batch::default();
+                keys.insert(FORMAT_KEY, &FORMAT_VERSION.to_be_bytes());
+                keys.insert(index::INDEX_KEY, &index::INDEX_VERSION.to_be_bytes());
+                db.apply_batch(keys).map_err(sled_err)?;
                 created = true;
             }
         }
         let amendments = db.open_tree(TREE_AMENDMENTS).map_err(sled_err)?;
         let agreements = db.open_tree(TREE_AGREEMENTS).map_err(sled_err)?;
         let slugs = db.open_tree(TREE_SLUGS).map_err(sled_err)?;
+        // An older store has no index (and gets none: its appends do not start one).
+        let index = match db.get(index::INDEX_KEY).map_err(sled_err)? {
+            Some(v) if v.as_ref() == index::INDEX_VERSION.to_be_bytes() => {
+                Some(index::IndexTrees::open(&db).map_err(sled_err)?)
+            }
+            _ => None,
+        };
+        let files = if durable {
+            let files = commit::StoreFiles::open(&path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            Some(Mutex::new(files))
+        } else {
+            None
+        };
         let store = SledStore {
             db,
             amendments,
             agreements,
             slugs,
+            index,
             path,
-            durable,
             durability: Durability::Fsync,
+            commit: commit::GroupCommit::new(),
+            files,
         };
         if created {
             store.make_durable()?;
@@ -340,6 +371,15 @@ impl SledStore {
                 };
                 (key, value)
             }
+            _ if index::is_index_tree(tree) => index::describe(tree, k, v)
+                .unwrap_or_else(|| (hex::encode(k), format!("undecodable; {}", raw()))),
+            _ if k == index::INDEX_KEY => (
+                String::from_utf8_lossy(k).into_owned(),
+                <[u8; 4]>::try_from(v).map_or_else(
+                    |_| raw(),
+                    |b| format!("index version {}", u32::from_be_bytes(b)),
+                ),
+            ),
             _ if k == FORMAT_KEY => (
                 String::from_utf8_lossy(k).into_owned(),
                 <[u8; 4]>::try_from(v).map_or_else(
@@ -403,17 +443,27 @@ impl SledStore {
         self.durability = durability;
     }
 
-    /// sled's `flush` writes its log with `sync_file_range`, which leaves the disk cache and the
-    /// file metadata unflushed; fsync every file sled keeps, and the directories, before saying
-    /// an append happened. The same walk makes files sled created since (snapshots, blobs)
-    /// owner-only.
+    /// Returns once what the caller's transaction (just committed) wrote is on disk. Call it
+    /// after every commit, before reporting it. Concurrent callers share one sync (group
+    /// commit, `commit.rs`).
     fn make_durable(&self) -> Result<(), StoreError> {
+        let ticket = self.commit.ticket();
+        self.commit
+            .wait_durable(ticket, &self.path, || self.sync_now())
+    }
+
+    /// sled's `flush` writes its log with `sync_file_range`, which leaves the disk cache and the
+    /// file metadata unflushed; so fsync what sled wrote (`StoreFiles::sync`: `db`, new files,
+    /// changed directories) before saying an append happened. The same pass makes files sled
+    /// created since (blobs) owner-only.
+    fn sync_now(&self) -> Result<(), StoreError> {
         if self.durability != Durability::NoFlush {
             self.db.flush().map_err(|e| self.sled_err(e))?;
         }
-        if self.durable {
+        if let Some(files) = &self.files {
             let fsync = self.durability == Durability::Fsync;
-            secure_dir_tree(&self.path, fsync).map_err(|e| self.io_err(e))?;
+            let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
+            files.sync(fsync).map_err(|e| self.io_err(e))?;
         }
         Ok(())
     }
@@ -520,26 +570,20 @@ fn sync_path(path: &Path) -> io::Result<()> {
 }
 
 /// Makes every file under the store directory `dir` (sled's `db`, `conf`, snapshots, `blobs/*`)
-/// owner-only, and every directory below it; with `fsync`, fsyncs each file, then each
-/// directory itself. The store directory's own mode is left alone: pactum sets it only when it
-/// creates the directory.
-fn secure_dir_tree(dir: &Path, fsync: bool) -> io::Result<()> {
+/// owner-only, and every directory below it, once at open; files sled creates later are
+/// closed by `StoreFiles::sync` when it first sees them. The store directory's own mode is left
+/// alone: pactum sets it only when it creates the directory.
+fn secure_dir_tree(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let path = entry.path();
         if kind.is_dir() {
             owner_only(&path, DIR_MODE)?;
-            secure_dir_tree(&path, fsync)?;
+            secure_dir_tree(&path)?;
         } else if kind.is_file() {
             owner_only(&path, FILE_MODE)?;
-            if fsync {
-                sync_path(&path)?;
-            }
         }
-    }
-    if fsync {
-        sync_path(dir)?;
     }
     Ok(())
 }
@@ -549,7 +593,8 @@ const DIR_MODE: u32 = 0o700;
 /// A store's files: the owner may read and write them, nobody else.
 const FILE_MODE: u32 = 0o600;
 
-/// Sets `mode` on `path` unless it has it already (a metadata read, so cheap at every append).
+/// Sets `mode` on `path` unless it has it already (one metadata read; done at open for every
+/// file, and after that for new files only).
 /// Not being the owner is not an error: such a store is shared on purpose, and not ours to
 /// change.
 #[cfg(unix)]
@@ -657,11 +702,12 @@ impl SledStore {
         &self,
         requests: &[AppendRequest],
         plans: &[Plan],
-        tx: &(
-            sled::transaction::TransactionalTree,
-            sled::transaction::TransactionalTree,
-            sled::transaction::TransactionalTree,
+        tx: (
+            &sled::transaction::TransactionalTree,
+            &sled::transaction::TransactionalTree,
+            &sled::transaction::TransactionalTree,
         ),
+        idx: Option<index::IndexTx<'_>>,
     ) -> TxResult<Vec<Amendment>> {
         let (am, ag, sl) = tx;
         let mut sealed = Vec::new();
@@ -727,6 +773,11 @@ impl SledStore {
                     (plan.agreement_id, head, None)
                 }
             };
+            // The query index grows with the records only while it reaches the head (index.rs).
+            let mut indexing = match &idx {
+                Some(ix) => ix.cursor(&uuid, head.version, req.drafts.len())?,
+                None => None,
+            };
             for (i, (draft, &(now, id))) in req.drafts.iter().zip(&plan.stamps).enumerate() {
                 if draft.open.is_some() && !(is_new && i == 0) {
                     return abort(Abort::Error(self.refused(
@@ -770,11 +821,21 @@ impl SledStore {
                     }
                 };
                 am.insert(&record_key(&uuid, version)[..], record)?;
+                if let Some(Err(e)) = indexing.as_mut().map(|c| c.add(&a)).transpose()? {
+                    return abort(Abort::Error(
+                        self.refused(&req.agreement, &format!("encoding failed: {e}")),
+                    ));
+                }
                 head.version = version;
                 head.head_hash = a.hash.0;
                 head.recorded_at = micros(recorded_at);
                 previous = Some(recorded_at);
                 sealed.push(a);
+            }
+            if let Some(Err(e)) = indexing.map(|c| c.finish()).transpose()? {
+                return abort(Abort::Error(
+                    self.refused(&req.agreement, &format!("encoding failed: {e}")),
+                ));
             }
             let head_bytes = match seal_envelope(&head) {
                 Ok(b) => b,
@@ -884,7 +945,19 @@ impl SledStore {
             .collect();
         let trees = (&self.amendments, &self.agreements, &self.slugs);
         for _ in 0..ID_ATTEMPTS {
-            let result = trees.transaction(|tx| self.append_tx(requests, &plans, tx));
+            let result = match &self.index {
+                None => trees.transaction(|(am, ag, sl)| {
+                    self.append_tx(requests, &plans, (am, ag, sl), None)
+                }),
+                Some(ix) => {
+                    let [segments, revokes] = ix.all();
+                    let all = (trees.0, trees.1, trees.2, segments, revokes);
+                    all.transaction(|(am, ag, sl, segments, revokes)| {
+                        let idx = index::IndexTx::new([segments, revokes]);
+                        self.append_tx(requests, &plans, (am, ag, sl), Some(idx))
+                    })
+                }
+            };
             match result {
                 Ok(sealed) => {
                     self.make_durable()?;

@@ -815,10 +815,13 @@ fn a_held_store_is_locked() {
 fn a_new_store_has_its_format_key() {
     let store = SledStore::temporary().unwrap();
     let dump = store.dump().unwrap();
-    assert_eq!(dump.len(), 1);
+    assert_eq!(dump.len(), 2);
     assert_eq!(dump[0].key, "pactum.format");
     assert_eq!(dump[0].value, "format version 1");
     assert_eq!(dump[0].key_hex, hex::encode(FORMAT_KEY));
+    // A store made by this build keeps a query index.
+    assert_eq!(dump[1].key, "pactum.index");
+    assert_eq!(dump[1].value, "index version 1");
 }
 
 /// A record as the snapshot shows it: hashes and ids in hex, the value types as the domain
@@ -952,6 +955,20 @@ fn documented_example_record() {
          fd0008a2a29f8e0c00"
     );
     let id = "019b78c90a8070008000000000000001";
+    let v1 = "0000000000000001";
+    // One line per field, as docs/STORAGE.md annotates it.
+    let segment = [
+        "01",                 // envelope: codec 1
+        "01",                 // start: version 1
+        "01",                 // 1 version:
+        "fc8c8c1600",         //   effective 2024-01-01
+        "fd0008a2a29f8e0c00", //   recorded_at
+        "fc8c8c1600",         //   horizon 2024-01-01
+        "044f70656e",         //   title "Open"
+        "0203666565016e",     //   terms ["fee", "n"]
+        "00",                 // state None (1 is not a multiple of 64)
+    ]
+    .concat();
     assert_eq!(
         contents,
         [
@@ -960,8 +977,14 @@ fn documented_example_record() {
                 hex::encode(FORMAT_KEY),
                 "00000001".into()
             ),
+            (
+                "__sled__default".into(),
+                hex::encode("pactum.index"),
+                "00000001".into()
+            ),
             ("agreements".into(), id.into(), head),
-            ("amendments".into(), format!("{id}0000000000000001"), record),
+            ("amendments".into(), format!("{id}{v1}"), record),
+            ("idx_segments".into(), format!("{id}{v1}"), segment),
             ("slugs".into(), hex::encode("acme"), id.into()),
         ]
     );

@@ -1,6 +1,8 @@
 //! `verify`: re-reads an agreement's raw records and checks the chain. Damage is reported as
 //! findings, not errors, so that one bad record does not hide the others; the hash each record's
-//! content recomputes to is kept, for anchors (`verify --head`) to be compared with.
+//! content recomputes to is kept, for anchors (`verify --head`) to be compared with. In a store
+//! that keeps a query index, the agreement's index is recomputed from the records and compared
+//! too (`index.rs`): an edited index would change answers without touching a record.
 
 use pactum_domain::{ChainReport, Hash, Slug, VerifyFinding};
 
@@ -197,6 +199,7 @@ impl SledStore {
                 }
             }
         }
+        let head_version = head.as_ref().map(|h| h.version);
         if let Some(h) = head {
             match last_key {
                 None => find(
@@ -234,6 +237,12 @@ impl SledStore {
                     }
                 }
             }
+        }
+        // The index is what intact records imply. Damaged records are reported by themselves:
+        // what their entries should be is unknown, and the agreement fails verify already.
+        if let (Some(trees), true) = (&self.index, findings.is_empty()) {
+            let head_version = head_version.or(last_key);
+            findings.extend(self.verify_index(trees, &uuid, head_version)?);
         }
         Ok(ChainReport {
             version,

@@ -1,5 +1,6 @@
-//! The indexed [`Timeline`] against the reference [`fold_terms`] on thousands of random
-//! histories: retroactive amendments, removes, lapses, revocations (of revocations too).
+//! The indexed [`Timeline`], and [`terms_via_index`] over the reference [`MemoryIndex`], against
+//! the reference [`fold_terms`] on thousands of random histories: retroactive amendments,
+//! removes, lapses, revocations (of revocations too).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,7 +9,9 @@ use pactum_domain::{Change, Value, Version};
 use proptest::prelude::*;
 
 use super::*;
-use crate::{fold_terms, ChangeKind, Entry, Timeline};
+use crate::{
+    fold_terms, resolve_via_index, terms_via_index, ChangeKind, Cut, Entry, MemoryIndex, Timeline,
+};
 
 const KEYS: [&str; 6] = ["a", "b", "c.d", "c.e", "f", "g-h"];
 
@@ -225,6 +228,115 @@ proptest! {
             let before = fold_terms(&ledger.amendments, Point { version: step.version - 1, on });
             let after = fold_terms(&ledger.amendments, Point { version: step.version, on });
             prop_assert_eq!(step.changes, crate::types::compare(&before.terms, &after.terms));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// Growing a timeline one amendment (or draft) at a time leaves it exactly as building it
+    /// over the whole slice does, so a caller may keep one and extend it.
+    #[test]
+    fn pushing_one_by_one_equals_building_at_once(
+        specs in proptest::collection::vec(amendment_spec(), 1..=40),
+        raw_points in points(),
+    ) {
+        let ledger = build(&specs);
+        let whole = Timeline::new(&ledger.amendments).unwrap();
+        let mut pushed = Timeline::new(&[]).unwrap();
+        for (i, a) in ledger.amendments.iter().enumerate() {
+            pushed.push(a).unwrap();
+            let prefix = Timeline::new(&ledger.amendments[..=i]).unwrap();
+            prop_assert_eq!(format!("{pushed:?}"), format!("{prefix:?}"));
+        }
+        prop_assert_eq!(format!("{pushed:?}"), format!("{whole:?}"));
+        let taken = Timeline::from_history(ledger.amendments.clone()).unwrap();
+        prop_assert_eq!(format!("{taken:?}"), format!("{whole:?}"));
+        if let Some(rest) = ledger.amendments.get(1..).filter(|r| !r.is_empty()) {
+            let gap = Err(crate::ProjectionError::NotContiguous { expected: 1, found: 2 });
+            prop_assert_eq!(Timeline::from_history(rest.to_vec()).map(|_| ()), gap);
+        }
+
+        // Drafts: the same amendments pushed as drafts over a stored prefix answer as the whole
+        // ledger does at every point (their recording time is unknown, so only that differs).
+        let n = whole.latest();
+        let split = specs.len() / 2;
+        let mut provisional = Timeline::new(&ledger.amendments[..split]).unwrap();
+        for a in &ledger.amendments[split..] {
+            let draft = pactum_domain::Draft::new(pactum_domain::DraftFields {
+                agreement: a.agreement.clone(),
+                title: a.title.clone(),
+                effective: a.effective,
+                summary: None,
+                sources: vec![],
+                expect_version: None,
+                revokes: a.revokes.clone(),
+                open: a.open.clone(),
+                changes: a.changes.clone(),
+            });
+            match draft {
+                Ok(draft) => prop_assert_eq!(provisional.push_draft(&draft), a.version),
+                // A spec with no change, revocation or opening is no draft; push the amendment.
+                Err(_) => provisional.push(a).unwrap(),
+            }
+        }
+        prop_assert_eq!(provisional.latest(), n);
+        for p in raw_points.into_iter().map(|p| point(n, p)) {
+            prop_assert_eq!(provisional.terms_at(p), whole.terms_at(p));
+            for k in KEYS {
+                prop_assert_eq!(provisional.in_force(&key(k), p), whole.in_force(&key(k), p));
+            }
+        }
+        for k in 0..=n {
+            for v in 0..=n + 1 {
+                prop_assert_eq!(provisional.revoked_by(v, k), whole.revoked_by(v, k));
+            }
+        }
+        prop_assert_eq!(
+            provisional.push(&ledger.amendments[0]),
+            Err(crate::ProjectionError::NotContiguous { expected: n + 1, found: 1 })
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// What a store's persisted index answers (here the reference `MemoryIndex`) is the fold's
+    /// answer, at random points and on the days around every effective date.
+    #[test]
+    fn the_index_agrees_with_the_fold(
+        specs in proptest::collection::vec(amendment_spec(), 1..=40),
+        raw_points in points(),
+        raw_times in proptest::collection::vec(0i64..(45 * 3600), 1..6),
+    ) {
+        let ledger = build(&specs);
+        let index = MemoryIndex::new(&ledger.amendments);
+        let tl = Timeline::new(&ledger.amendments).unwrap();
+        let n = specs.len() as Version;
+        for raw in raw_points {
+            let p = point(n, raw);
+            let expected = fold_terms(&ledger.amendments, p);
+            prop_assert_eq!(terms_via_index(&index, p).unwrap(), expected, "at {:?}", p);
+        }
+        // Cuts at both ends and between, on the days around each effective date.
+        for k in [0, 1, n / 2, n - 1, n, n + 1] {
+            for a in &ledger.amendments {
+                for on in [a.effective - Days::new(1), a.effective, a.effective + Days::new(1)] {
+                    let p = Point { version: k, on };
+                    prop_assert_eq!(terms_via_index(&index, p).unwrap(), fold_terms(&ledger.amendments, p));
+                }
+            }
+        }
+        for cut in [Cut::Latest, Cut::Version(0), Cut::Version(n), Cut::Version(n + 1)] {
+            prop_assert_eq!(resolve_via_index(&index, cut).ok(), tl.resolve(cut).ok());
+        }
+        // Recorded an hour apart from 09:00: instants before, at and between the records.
+        for secs in raw_times {
+            let at = first_recorded() + chrono::Duration::seconds(secs - 3600);
+            let cut = Cut::KnownAt(at);
+            prop_assert_eq!(resolve_via_index(&index, cut).ok(), tl.resolve(cut).ok());
         }
     }
 }

@@ -1,0 +1,310 @@
+//! `Ledger::terms` has two paths: the store's query index when it keeps one, the whole history
+//! otherwise. They must give the same answer at every point, and the same errors.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
+use pactum_domain::{
+    AppendRequest, Change, Draft, DraftFields, LedgerStore, Opening, Slug, StepStamper, TermKey,
+    Value, Version,
+};
+use pactum_projection::{Cut, Point};
+use pactum_store::SledStore;
+
+use crate::{AppError, Ledger, Submission};
+
+fn day(s: &str) -> NaiveDate {
+    s.parse().unwrap()
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+}
+
+fn ledger() -> Ledger<SledStore> {
+    let stamper = StepStamper::new(t0(), Duration::hours(1));
+    Ledger::new(SledStore::temporary().unwrap(), Box::new(stamper))
+}
+
+fn slug() -> Slug {
+    Slug::parse("acme-initech").unwrap()
+}
+
+fn key(s: &str) -> TermKey {
+    TermKey::parse(s).unwrap()
+}
+
+fn set(term: &str, value: Value, until: Option<&str>) -> Change {
+    Change::Set {
+        term: key(term),
+        value,
+        text: Some(format!("{term} clause")),
+        until: until.map(day),
+    }
+}
+
+fn remove(term: &str) -> Change {
+    Change::Remove {
+        term: key(term),
+        text: Some("ends".into()),
+    }
+}
+
+fn draft(title: &str, effective: &str, changes: Vec<Change>, revokes: Vec<Version>) -> Draft {
+    Draft::new(DraftFields {
+        agreement: slug(),
+        title: title.into(),
+        effective: day(effective),
+        summary: None,
+        sources: vec![],
+        expect_version: None,
+        revokes,
+        open: (title == "Opening").then(|| Opening {
+            name: "ACME and Initech".into(),
+            parties: vec!["ACME".into(), "Initech".into()],
+        }),
+        changes,
+    })
+    .unwrap()
+}
+
+/// The ledger of tests/semantics.rs: a retroactive amendment (v3), a correction that revokes
+/// it (v4), a future amendment (v5), a lapse (v6), and a revocation of the correction (v7).
+fn semantics(l: &Ledger<SledStore>) {
+    let money = |a: &str| {
+        Value::Money(pactum_domain::Money {
+            amount: pactum_domain::Decimal::parse(a).unwrap(),
+            currency: pactum_domain::Currency::parse("USD").unwrap(),
+        })
+    };
+    let drafts = [
+        draft(
+            "Opening",
+            "2024-01-01",
+            vec![
+                set("fees.annual", money("120000.00"), None),
+                set("support.premium", Value::Bool(true), None),
+            ],
+            vec![],
+        ),
+        draft(
+            "Renewal",
+            "2025-01-01",
+            vec![
+                set("fees.annual", money("130000.00"), Some("2026-12-31")),
+                remove("support.premium"),
+            ],
+            vec![],
+        ),
+        draft(
+            "Uptime side letter",
+            "2024-06-01",
+            vec![
+                set("sla.uptime", Value::Int(9995), None),
+                set("notice.days", Value::Int(90), None),
+            ],
+            vec![],
+        ),
+        draft(
+            "Side letter recorded in error",
+            "2025-03-01",
+            vec![set("sla.credits", Value::Int(12), None)],
+            vec![3],
+        ),
+        draft(
+            "2027 price rise",
+            "2027-01-01",
+            vec![set("fees.annual", money("150000.00"), None)],
+            vec![],
+        ),
+        draft(
+            "Pilot",
+            "2025-06-01",
+            vec![set(
+                "pilot.region",
+                Value::Text("APAC".into()),
+                Some("2025-09-30"),
+            )],
+            vec![],
+        ),
+        draft(
+            "The side letter stands after all",
+            "2025-03-01",
+            vec![],
+            vec![4],
+        ),
+    ];
+    for d in drafts {
+        let sub = Submission {
+            file: "test".into(),
+            draft: d,
+        };
+        l.append(&[sub]).unwrap();
+    }
+}
+
+/// `Ledger::terms` (which takes the index) against the full read, at every `cut_step`-th
+/// version, `Latest` and instants at and just before some recordings, on every `step` days
+/// over the span and on the days around some effective dates and `until`s. Returns how many
+/// points were compared.
+fn both_paths_agree(
+    l: &Ledger<SledStore>,
+    span: (&str, &str),
+    step: i64,
+    cut_step: usize,
+) -> usize {
+    assert!(
+        l.store().index(&slug()).unwrap().is_some(),
+        "the index path is taken"
+    );
+    let amendments = l.log(&slug()).unwrap();
+    let timeline = l.timeline(&slug()).unwrap();
+    let latest = amendments.len() as Version;
+    let mut days: Vec<NaiveDate> = Vec::new();
+    let (mut d, end) = (day(span.0), day(span.1));
+    while d <= end {
+        days.push(d);
+        d += Duration::days(step);
+    }
+    for a in amendments.iter().step_by(cut_step) {
+        let mut edges = vec![a.effective];
+        edges.extend(a.changes.iter().filter_map(|c| match c {
+            Change::Set { until, .. } => *until,
+            Change::Remove { .. } => None,
+        }));
+        for e in edges {
+            days.extend([e - Duration::days(1), e, e + Duration::days(1)]);
+        }
+    }
+    let mut cuts: Vec<Cut> = (0..=latest).step_by(cut_step).map(Cut::Version).collect();
+    cuts.extend([Cut::Version(latest), Cut::Latest]);
+    for a in amendments.iter().step_by(cut_step) {
+        cuts.push(Cut::KnownAt(a.recorded_at));
+        cuts.push(Cut::KnownAt(a.recorded_at - Duration::microseconds(1)));
+    }
+    let mut compared = 0;
+    for &cut in &cuts {
+        let version = timeline.resolve(cut).unwrap();
+        for &on in &days {
+            let indexed = l.terms(&slug(), cut, on).unwrap();
+            assert_eq!(
+                indexed,
+                timeline.terms_at(Point { version, on }),
+                "{cut:?} on {on}"
+            );
+            compared += 1;
+        }
+    }
+    compared
+}
+
+#[test]
+fn the_index_and_the_history_agree_on_the_semantics_ledger() {
+    let l = ledger();
+    semantics(&l);
+    assert!(both_paths_agree(&l, ("2023-12-01", "2027-03-01"), 5, 1) > 2000);
+    // The rules the semantics ledger is there for, through the index path.
+    let at = |v, on| l.terms(&slug(), Cut::Version(v), day(on)).unwrap();
+    assert!(at(3, "2025-06-01").terms.contains_key(&key("sla.uptime")));
+    assert!(!at(4, "2025-06-01").terms.contains_key(&key("sla.uptime")));
+    assert!(at(7, "2025-06-01").terms.contains_key(&key("sla.uptime")));
+    assert!(!at(7, "2025-06-01").terms.contains_key(&key("sla.credits")));
+    assert!(at(7, "2025-10-01")
+        .lapsed
+        .contains_key(&key("pilot.region")));
+    let pending: Vec<Version> = at(7, "2025-06-01")
+        .pending
+        .iter()
+        .map(|p| p.version)
+        .collect();
+    assert_eq!(pending, [5]);
+}
+
+/// A deterministic xorshift.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+#[test]
+fn the_index_and_the_history_agree_on_a_long_ledger_appended_in_calls_of_every_size() {
+    let l = ledger();
+    let terms = ["a", "b", "c.d", "e", "f"];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let base = day("2020-01-01");
+    let (mut cursor, mut version) = (0i64, 0u64);
+    let stamper = StepStamper::new(t0(), Duration::hours(1));
+    for size in [1usize, 1, 5, 64, 2, 70, 1, 1, 30, 3] {
+        let mut drafts = Vec::new();
+        for _ in 0..size {
+            version += 1;
+            let effective = if version > 1 && rng.below(5) == 0 {
+                base + Duration::days(rng.below(cursor.max(1) as u64) as i64)
+            } else {
+                cursor += rng.below(6) as i64;
+                base + Duration::days(cursor)
+            };
+            let mut changes = Vec::new();
+            for (i, t) in terms.iter().enumerate() {
+                if version == 1 || rng.below(3) == 0 {
+                    changes.push(match rng.below(5) {
+                        0 if version > 1 => remove(t),
+                        1 => set(
+                            t,
+                            Value::Int(version as i64),
+                            Some(&(effective + Duration::days(30)).to_string()),
+                        ),
+                        _ => set(t, Value::Int(i as i64 * 1000 + version as i64), None),
+                    });
+                }
+            }
+            let revokes = if version > 4 && rng.below(7) == 0 {
+                vec![2 + rng.below(version - 3)]
+            } else {
+                vec![]
+            };
+            let title = if version == 1 {
+                "Opening".to_owned()
+            } else {
+                format!("v{version}")
+            };
+            if changes.is_empty() && revokes.is_empty() {
+                changes.push(set("e", Value::Bool(true), None));
+            }
+            drafts.push(draft(&title, &effective.to_string(), changes, revokes));
+        }
+        // Straight to the store: the history need not pass the app's decision rules.
+        let request = AppendRequest {
+            agreement: slug(),
+            expected_version: version - size as Version,
+            drafts,
+        };
+        l.store().append(&[request], &stamper).unwrap();
+    }
+    assert_eq!(version, 178);
+    let end = (base + Duration::days(cursor + 40)).to_string();
+    assert!(both_paths_agree(&l, ("2019-12-01", &end), 20, 4) > 3000);
+}
+
+#[test]
+fn unknown_agreements_and_versions_fail_alike() {
+    let l = ledger();
+    semantics(&l);
+    let nobody = Slug::parse("nobody").unwrap();
+    assert!(matches!(
+        l.terms(&nobody, Cut::Latest, day("2025-01-01")),
+        Err(AppError::UnknownAgreement(_))
+    ));
+    let e = l
+        .terms(&slug(), Cut::Version(8), day("2025-01-01"))
+        .unwrap_err();
+    assert!(matches!(e, AppError::Projection { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "acme-initech: version 8 does not exist: the latest version is 7"
+    );
+}

@@ -1,0 +1,370 @@
+//! SPEC §3 answered from a [`HistoryIndex`]: a query reads the versions near its cut K and the
+//! few older ones that still decide a term, instead of every record.
+//!
+//! The horizon of a version (the latest effective date of versions 1 to it) bounds both walks:
+//! - A term: from the last version ≤ K that named it, back through the versions that named it
+//!   before, until one counts (known at K, active, effective on or before `on`) and no earlier
+//!   version can be effective after it (its horizon says so). On a ledger amended mostly in
+//!   date order that is one or two steps; a walk grows only past later amendments effective
+//!   after `on`, which are the pending ones, and past retroactive ones.
+//! - Pending: back from K while the version before still has a horizon after `on`: the
+//!   amendments effective after `on` and the few retroactive ones among them.
+//!
+//! Activity is decided as in [`crate::Timeline`]: only from the versions that revoke a version
+//! (read once per query), memoized, without recursion.
+//!
+//! [`MemoryIndex`] is the reference adapter: an in-memory index over a slice of amendments, for
+//! tests and for any backend that has no index of its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pactum_domain::{Amendment, Change, HistoryIndex, Placement, TermKey, Version};
+
+use crate::types::{Cut, Entry, Pending, Point, TermsAt};
+use crate::ProjectionError;
+
+/// Why an indexed query failed: the cut does not exist, or the index could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexedError<E: std::error::Error + 'static> {
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error(transparent)]
+    Index(E),
+}
+
+/// The knowledge cut K a query asks for, as [`crate::Timeline::resolve`] gives it.
+pub fn resolve_via_index<I>(index: &I, cut: Cut) -> Result<Version, IndexedError<I::Error>>
+where
+    I: HistoryIndex + ?Sized,
+    I::Error: std::error::Error + 'static,
+{
+    let latest = index.latest();
+    match cut {
+        Cut::Latest => Ok(latest),
+        Cut::Version(requested) if requested > latest => {
+            Err(ProjectionError::VersionOutOfRange { requested, latest }.into())
+        }
+        Cut::Version(v) => Ok(v),
+        Cut::KnownAt(at) => index.version_known_at(at).map_err(IndexedError::Index),
+    }
+}
+
+/// The terms at `point` (SPEC §3), equal to [`crate::fold_terms`] over the indexed history. A
+/// cut beyond the latest version is clamped to it, as [`crate::Timeline::terms_at`] does.
+pub fn terms_via_index<I: HistoryIndex + ?Sized>(
+    index: &I,
+    point: Point,
+) -> Result<TermsAt, I::Error> {
+    let k = point.version.min(index.latest());
+    let on = point.on;
+    let mut act = Activity::new(index.revocations(k)?, k);
+
+    // Back from K to `settled`, the last version whose horizon is on or before `on`: every
+    // version up to it is effective by `on`. The ones after it are pending, or effective by
+    // `on` although recorded later than others that are not (retroactive): those are each
+    // term's first candidates.
+    let mut pending = Vec::new();
+    let mut best: HashMap<TermKey, (NaiveDate, Version)> = HashMap::new();
+    let mut settled = k;
+    while settled > 0 {
+        let v = settled;
+        let Placement { effective, horizon } = index.placement(v)?;
+        if horizon <= on {
+            break;
+        }
+        if act.is_active(v) {
+            if effective > on {
+                pending.push(Pending {
+                    version: v,
+                    effective,
+                    title: index.title(v)?,
+                });
+            } else {
+                for term in index.terms_of(v)? {
+                    let b = best.entry(term).or_insert((effective, v));
+                    *b = (*b).max((effective, v));
+                }
+            }
+        }
+        settled -= 1;
+    }
+    pending.sort_by_key(|p| (p.effective, p.version));
+
+    // Up to `settled`, each term's newest active version decides, unless an older one that
+    // names it is effective later (a retroactive amendment came after it): walk back through
+    // the versions naming it while their horizon leaves room for that.
+    let mut candidates: BTreeMap<TermKey, (Version, Option<(NaiveDate, Version)>)> = index
+        .terms_at(settled)?
+        .into_iter()
+        .map(|(term, last)| (term, (last, None)))
+        .collect();
+    for (term, b) in best {
+        candidates.entry(term).or_insert((0, None)).1 = Some(b);
+    }
+    let mut terms = BTreeMap::new();
+    let mut lapsed = BTreeMap::new();
+    for (term, (start, mut b)) in candidates {
+        let mut v = start;
+        while v > 0 {
+            let effective = index.placement(v)?.effective;
+            if b < Some((effective, v)) && act.is_active(v) {
+                b = Some((effective, v));
+            }
+            if v == 1 {
+                break;
+            }
+            // Nothing before v takes effect after its horizon.
+            if let Some((d, _)) = b {
+                if index.placement(v - 1)?.horizon <= d {
+                    break;
+                }
+            }
+            v = index.last_naming(&term, v - 1)?;
+        }
+        let Some((effective, version)) = b else {
+            continue;
+        };
+        let Some(Change::Set {
+            value, text, until, ..
+        }) = index.change(&term, version)?
+        else {
+            continue;
+        };
+        let entry = Entry {
+            value,
+            text,
+            until,
+            set_in: version,
+            effective,
+        };
+        let into = if entry.lapsed_on(on) {
+            &mut lapsed
+        } else {
+            &mut terms
+        };
+        into.insert(term, entry);
+    }
+    Ok(TermsAt {
+        version: k,
+        on,
+        terms,
+        lapsed,
+        pending,
+    })
+}
+
+/// Which versions are active at one cut K, from the revocations known at K, remembered for
+/// one query.
+struct Activity {
+    k: Version,
+    /// Revoked version → its revokers known at K, ascending (all later than it).
+    revokers: HashMap<Version, Vec<Version>>,
+    memo: HashMap<Version, bool>,
+}
+
+impl Activity {
+    fn new(revocations: Vec<(Version, Version)>, k: Version) -> Activity {
+        let mut revokers: HashMap<Version, Vec<Version>> = HashMap::new();
+        for (revoked, revoker) in revocations {
+            if revoker > revoked && revoker <= k {
+                revokers.entry(revoked).or_default().push(revoker);
+            }
+        }
+        for list in revokers.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        Activity {
+            k,
+            revokers,
+            memo: HashMap::new(),
+        }
+    }
+
+    fn known(&self, v: Version) -> &[Version] {
+        self.revokers.get(&v).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Active at K: known at K, and no revoker that is itself active at K. Revocations point
+    /// backwards only, so the walk ends; it keeps its own stack, so a long chain of corrections
+    /// cannot overflow the thread's.
+    fn is_active(&mut self, v: Version) -> bool {
+        if v == 0 || v > self.k {
+            return false;
+        }
+        if self.known(v).is_empty() {
+            return true;
+        }
+        if let Some(&known) = self.memo.get(&v) {
+            return known;
+        }
+        // Frames are (version, index of the next revoker to look at).
+        let mut stack = vec![(v, 0usize)];
+        while let Some(&(node, i)) = stack.last() {
+            match self.known(node).get(i).copied() {
+                None => {
+                    self.memo.insert(node, true);
+                    stack.pop();
+                }
+                Some(w) => match self
+                    .memo
+                    .get(&w)
+                    .copied()
+                    .or_else(|| self.known(w).is_empty().then_some(true))
+                {
+                    Some(true) => {
+                        self.memo.insert(node, false);
+                        stack.pop();
+                    }
+                    Some(false) => {
+                        if let Some(top) = stack.last_mut() {
+                            top.1 += 1;
+                        }
+                    }
+                    None => stack.push((w, 0)),
+                },
+            }
+        }
+        self.memo.get(&v).copied().unwrap_or(true)
+    }
+}
+
+/// An in-memory [`HistoryIndex`] over one agreement's amendments: the reference for what a
+/// store's index must answer, and an index for backends without one.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryIndex {
+    /// Version → what the index keeps of it.
+    versions: BTreeMap<Version, Kept>,
+    /// (revoked, revoker), each once.
+    revocations: Vec<(Version, Version)>,
+}
+
+#[derive(Debug, Clone)]
+struct Kept {
+    placement: Placement,
+    recorded_at: DateTime<Utc>,
+    title: String,
+    /// Each term it names, with its last change of it.
+    changes: BTreeMap<TermKey, Change>,
+}
+
+impl MemoryIndex {
+    /// Indexes `amendments`, one agreement's versions 1..=n in order (as a store returns them).
+    /// A revocation of a version that is not earlier than its revoker is left out, as replay
+    /// ignores it.
+    pub fn new(amendments: &[Amendment]) -> MemoryIndex {
+        let mut index = MemoryIndex::default();
+        let mut horizon: Option<NaiveDate> = None;
+        for a in amendments {
+            let h = horizon.map_or(a.effective, |h| h.max(a.effective));
+            horizon = Some(h);
+            let mut changes = BTreeMap::new();
+            for change in &a.changes {
+                changes.insert(change.term().clone(), change.clone());
+            }
+            for &target in &a.revokes {
+                if target != 0
+                    && target < a.version
+                    && !index.revocations.contains(&(target, a.version))
+                {
+                    index.revocations.push((target, a.version));
+                }
+            }
+            index.versions.insert(
+                a.version,
+                Kept {
+                    placement: Placement {
+                        effective: a.effective,
+                        horizon: h,
+                    },
+                    recorded_at: a.recorded_at,
+                    title: a.title.clone(),
+                    changes,
+                },
+            );
+        }
+        index
+    }
+}
+
+/// What an index says of a version it does not hold (callers ask about 1..=latest only):
+/// never in effect, and no bound on anything.
+const NOWHERE: Placement = Placement {
+    effective: NaiveDate::MAX,
+    horizon: NaiveDate::MAX,
+};
+
+impl HistoryIndex for MemoryIndex {
+    type Error = Infallible;
+
+    fn latest(&self) -> Version {
+        self.versions.keys().next_back().copied().unwrap_or(0)
+    }
+
+    fn version_known_at(&self, t: DateTime<Utc>) -> Result<Version, Infallible> {
+        Ok(self
+            .versions
+            .iter()
+            .take_while(|(_, k)| k.recorded_at <= t)
+            .last()
+            .map_or(0, |(&v, _)| v))
+    }
+
+    fn placement(&self, v: Version) -> Result<Placement, Infallible> {
+        Ok(self.versions.get(&v).map_or(NOWHERE, |k| k.placement))
+    }
+
+    fn title(&self, v: Version) -> Result<String, Infallible> {
+        Ok(self
+            .versions
+            .get(&v)
+            .map(|k| k.title.clone())
+            .unwrap_or_default())
+    }
+
+    fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, Infallible> {
+        Ok(self
+            .versions
+            .get(&v)
+            .map(|k| k.changes.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, Infallible> {
+        let mut last = BTreeMap::new();
+        for (&v, kept) in self.versions.range(..=k) {
+            for term in kept.changes.keys() {
+                last.insert(term.clone(), v);
+            }
+        }
+        Ok(last.into_iter().collect())
+    }
+
+    fn last_naming(&self, term: &TermKey, v: Version) -> Result<Version, Infallible> {
+        Ok(self
+            .versions
+            .range(..=v)
+            .rev()
+            .find(|(_, k)| k.changes.contains_key(term))
+            .map_or(0, |(&v, _)| v))
+    }
+
+    fn revocations(&self, k: Version) -> Result<Vec<(Version, Version)>, Infallible> {
+        Ok(self
+            .revocations
+            .iter()
+            .copied()
+            .filter(|&(_, revoker)| revoker <= k)
+            .collect())
+    }
+
+    fn change(&self, term: &TermKey, v: Version) -> Result<Option<Change>, Infallible> {
+        Ok(self
+            .versions
+            .get(&v)
+            .and_then(|k| k.changes.get(term))
+            .cloned())
+    }
+}

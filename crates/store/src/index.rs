@@ -1,0 +1,827 @@
+//! The query index: per agreement, what SPEC §3 needs to answer a query from a few reads
+//! instead of decoding every record. Two trees:
+//! - `idx_segments`: runs of versions (a segment per append, split at every multiple of
+//!   [`CHECKPOINT`]), each version with its effective date, recording time, horizon (the
+//!   latest effective date up to it), title and the terms it names; a segment ending at a
+//!   multiple of [`CHECKPOINT`] also holds every term named so far with the last version
+//!   that named it. Values are not copied: a query reads the record of the version that
+//!   decides a term.
+//! - `idx_revokes`: (revoked, revoker) pairs, one key each.
+//!
+//! Why segments and not one key per term event: sled spends a few hundred bytes of disk and
+//! about ten microseconds per inserted key whatever its size, so one key per event (four to
+//! eight per amendment) made stores four times larger and imports several times slower. A
+//! segment is one key per append call, and the horizon keeps the reads near the cut.
+//!
+//! It is derived from the records alone, written in the same transaction as them, and
+//! recomputed by `verify`, which reports any missing, extra or different entry: an edited
+//! index would change answers without touching a record. It is not a second source of truth:
+//! a store without it (made before it existed) answers from the records, and so does an
+//! agreement whose index does not reach its head (an older pactum appended to it; the index
+//! then stays behind for good). The bytes are specified in docs/STORAGE.md, "The query index".
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use pactum_domain::{
+    Amendment, Change, HistoryIndex, Placement, Slug, TermKey, VerifyFinding, Version,
+};
+use sled::transaction::{TransactionalTree, UnabortableTransactionError};
+use sled::Tree;
+use uuid::Uuid;
+
+use crate::codec::*;
+use crate::{SledStore, StoreError};
+
+/// Key, in sled's default tree, of the index layout a store keeps; written when a store is
+/// created. A store without it keeps no index (and its appends start none).
+pub(crate) const INDEX_KEY: &[u8] = b"pactum.index";
+/// The index layout this build reads and writes.
+pub(crate) const INDEX_VERSION: u32 = 1;
+
+pub(crate) const TREE_IDX_SEGMENTS: &str = "idx_segments";
+pub(crate) const TREE_IDX_REVOKES: &str = "idx_revokes";
+
+/// Most index findings `verify` lists one by one per agreement; the rest are counted.
+const FINDINGS_SHOWN: usize = 20;
+
+pub(crate) fn is_index_tree(tree: &str) -> bool {
+    tree == TREE_IDX_SEGMENTS || tree == TREE_IDX_REVOKES
+}
+
+/// The index trees of a store that keeps an index.
+pub(crate) struct IndexTrees {
+    segments: Tree,
+    revokes: Tree,
+}
+
+impl IndexTrees {
+    pub(crate) fn open(db: &sled::Db) -> sled::Result<IndexTrees> {
+        Ok(IndexTrees {
+            segments: db.open_tree(TREE_IDX_SEGMENTS)?,
+            revokes: db.open_tree(TREE_IDX_REVOKES)?,
+        })
+    }
+
+    /// The trees in the order [`IndexTx::new`] takes their transactional views.
+    pub(crate) fn all(&self) -> [&Tree; 2] {
+        [&self.segments, &self.revokes]
+    }
+}
+
+/// `idx_revokes` key: agreement id ++ revoked version ++ revoker version, big-endian.
+fn revoke_key(agreement: &Uuid, revoked: Version, revoker: Version) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..24].copy_from_slice(&record_key(agreement, revoked));
+    key[24..].copy_from_slice(&revoker.to_be_bytes());
+    key
+}
+
+/// The revocations replay honours: of earlier versions other than 0, each once.
+fn revoked_by(a: &Amendment) -> BTreeSet<Version> {
+    a.revokes
+        .iter()
+        .copied()
+        .filter(|&r| r != 0 && r < a.version)
+        .collect()
+}
+
+/// What the index keeps of `a`, given the horizon of the version before it (`None` for
+/// version 1).
+fn indexed_version(a: &Amendment, before: Option<NaiveDate>) -> StoredIndexedVersion {
+    let horizon = before.map_or(a.effective, |h| h.max(a.effective));
+    let terms: BTreeSet<&str> = a.changes.iter().map(|c| c.term().as_str()).collect();
+    StoredIndexedVersion {
+        effective: days(a.effective),
+        recorded_at: micros(a.recorded_at),
+        horizon: days(horizon),
+        title: a.title.clone(),
+        terms: terms.into_iter().map(str::to_owned).collect(),
+    }
+}
+
+/// Builds one agreement's segments and revocations as versions come, in order.
+pub(crate) struct SegmentWriter {
+    agreement: Uuid,
+    /// The first version of the open segment.
+    start: Version,
+    open: Vec<StoredIndexedVersion>,
+    horizon: Option<NaiveDate>,
+    /// Every term named so far with the last version that named it; `None` when not loaded
+    /// (an append that reaches no multiple of [`CHECKPOINT`] does not need it).
+    state: Option<BTreeMap<String, Version>>,
+    /// (key, value) of each finished segment.
+    pub(crate) segments: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) revokes: Vec<[u8; 32]>,
+}
+
+impl SegmentWriter {
+    /// A writer for the versions after `head` of an agreement whose version `head` has
+    /// `horizon`, and whose term state as of `head` is `state` if known.
+    pub(crate) fn new(
+        agreement: Uuid,
+        head: Version,
+        horizon: Option<NaiveDate>,
+        state: Option<BTreeMap<String, Version>>,
+    ) -> SegmentWriter {
+        SegmentWriter {
+            agreement,
+            start: head.saturating_add(1),
+            open: Vec::new(),
+            horizon,
+            state,
+            segments: Vec::new(),
+            revokes: Vec::new(),
+        }
+    }
+
+    /// Adds the next version. `Err` says why it cannot be encoded.
+    pub(crate) fn add(&mut self, a: &Amendment) -> Result<(), String> {
+        let kept = indexed_version(a, self.horizon);
+        self.horizon = Some(date(kept.horizon)?);
+        if let Some(state) = &mut self.state {
+            for term in &kept.terms {
+                state.insert(term.clone(), a.version);
+            }
+        }
+        for r in revoked_by(a) {
+            self.revokes.push(revoke_key(&self.agreement, r, a.version));
+        }
+        self.open.push(kept);
+        if a.version % CHECKPOINT == 0 {
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), String> {
+        let Some(end) = (self.start + self.open.len() as Version).checked_sub(1) else {
+            return Ok(());
+        };
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let state = if end % CHECKPOINT == 0 {
+            let state = self.state.as_ref().ok_or("the term state was not loaded")?;
+            Some(state.iter().map(|(t, &v)| (t.clone(), v)).collect())
+        } else {
+            None
+        };
+        let segment = StoredSegment {
+            start: self.start,
+            versions: std::mem::take(&mut self.open),
+            state,
+        };
+        let value = seal_envelope(&segment)?;
+        self.segments
+            .push((record_key(&self.agreement, end).to_vec(), value));
+        self.start = end + 1;
+        Ok(())
+    }
+
+    /// Closes the open segment; the segments and revocations are ready to write.
+    pub(crate) fn finish(&mut self) -> Result<(), String> {
+        self.close()
+    }
+}
+
+/// A segment's versions as a query or a check needs them.
+struct Segment {
+    start: Version,
+    versions: Vec<Kept>,
+    state: Option<Vec<(TermKey, Version)>>,
+}
+
+struct Kept {
+    placement: Placement,
+    recorded_at: i64,
+    title: String,
+    terms: Vec<TermKey>,
+}
+
+impl Segment {
+    /// Decodes an `idx_segments` value whose key names `end`, checking that it holds
+    /// versions `start..=end` and carries the term state exactly at multiples of
+    /// [`CHECKPOINT`].
+    fn decode(end: Version, raw: &[u8]) -> Result<Segment, String> {
+        let s: StoredSegment = open_envelope(raw)?;
+        let count = s.versions.len() as Version;
+        if s.start == 0 || count == 0 || s.start.checked_add(count - 1) != Some(end) {
+            return Err(format!(
+                "segment v{end} holds {count} versions from v{}",
+                s.start
+            ));
+        }
+        if (s.start - 1) / CHECKPOINT != (end - 1) / CHECKPOINT {
+            return Err(format!(
+                "segment v{}–v{end} spans a multiple of {CHECKPOINT}",
+                s.start
+            ));
+        }
+        if s.state.is_some() != (end % CHECKPOINT == 0) {
+            return Err(format!(
+                "segment v{end} has the term state where it should not, or lacks it"
+            ));
+        }
+        let term = |t: &String| TermKey::parse(t).map_err(|e| e.to_string());
+        let versions = s
+            .versions
+            .into_iter()
+            .map(|v| {
+                Ok(Kept {
+                    placement: Placement {
+                        effective: date(v.effective)?,
+                        horizon: date(v.horizon)?,
+                    },
+                    recorded_at: v.recorded_at,
+                    terms: v.terms.iter().map(term).collect::<Result<_, String>>()?,
+                    title: v.title,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        let state = s
+            .state
+            .map(|st| {
+                st.iter()
+                    .map(|(t, v)| Ok((term(t)?, *v)))
+                    .collect::<Result<Vec<_>, String>>()
+            })
+            .transpose()?;
+        Ok(Segment {
+            start: s.start,
+            versions,
+            state,
+        })
+    }
+
+    fn kept(&self, v: Version) -> Option<&Kept> {
+        let i = usize::try_from(v.checked_sub(self.start)?).ok()?;
+        self.versions.get(i)
+    }
+}
+
+type TxResult<T> = Result<T, UnabortableTransactionError>;
+
+/// The index trees' views inside one append or import transaction.
+pub(crate) struct IndexTx<'t> {
+    segments: &'t TransactionalTree,
+    revokes: &'t TransactionalTree,
+}
+
+/// An append's index writer for one agreement.
+pub(crate) struct IndexCursor<'c> {
+    tx: &'c IndexTx<'c>,
+    writer: SegmentWriter,
+}
+
+impl<'t> IndexTx<'t> {
+    /// Takes the views in [`IndexTrees::all`]'s order.
+    pub(crate) fn new([segments, revokes]: [&'t TransactionalTree; 2]) -> IndexTx<'t> {
+        IndexTx { segments, revokes }
+    }
+
+    fn segment(&self, agreement: &Uuid, end: Version) -> TxResult<Option<Segment>> {
+        let raw = self.segments.get(record_key(agreement, end))?;
+        Ok(raw.and_then(|r| Segment::decode(end, &r).ok()))
+    }
+
+    /// Where to index the `count` drafts that follow `head` (0 for a new agreement); `None`
+    /// if the index does not reach `head` (an older pactum appended since) or cannot be read:
+    /// it then stays behind, queries read the records, and `verify` says why.
+    pub(crate) fn cursor(
+        &self,
+        agreement: &Uuid,
+        head: Version,
+        count: usize,
+    ) -> TxResult<Option<IndexCursor<'_>>> {
+        let (horizon, state) = if head == 0 {
+            (None, Some(BTreeMap::new()))
+        } else {
+            let Some(seg) = self.segment(agreement, head)? else {
+                return Ok(None);
+            };
+            let Some(kept) = seg.kept(head) else {
+                return Ok(None);
+            };
+            // The term state is needed only to close a segment at a multiple of CHECKPOINT.
+            let last = head.saturating_add(count as Version);
+            let state = if head / CHECKPOINT != last / CHECKPOINT {
+                match self.state_at(agreement, head)? {
+                    Some(state) => Some(state),
+                    None => return Ok(None),
+                }
+            } else {
+                None
+            };
+            (Some(kept.placement.horizon), state)
+        };
+        Ok(Some(IndexCursor {
+            tx: self,
+            writer: SegmentWriter::new(*agreement, head, horizon, state),
+        }))
+    }
+
+    /// The term state as of `head`: the last checkpoint's, then the versions after it.
+    fn state_at(
+        &self,
+        agreement: &Uuid,
+        head: Version,
+    ) -> TxResult<Option<BTreeMap<String, Version>>> {
+        let base = head / CHECKPOINT * CHECKPOINT;
+        let mut state = BTreeMap::new();
+        if base > 0 {
+            let Some(seg) = self.segment(agreement, base)? else {
+                return Ok(None);
+            };
+            for (term, v) in seg.state.unwrap_or_default() {
+                state.insert(term.as_str().to_owned(), v);
+            }
+        }
+        let mut after = Vec::new();
+        let mut end = head;
+        while end > base {
+            let Some(seg) = self.segment(agreement, end)? else {
+                return Ok(None);
+            };
+            end = seg.start - 1;
+            after.push(seg);
+        }
+        for seg in after.iter().rev() {
+            for (v, kept) in (seg.start..).zip(&seg.versions) {
+                for term in &kept.terms {
+                    state.insert(term.as_str().to_owned(), v);
+                }
+            }
+        }
+        Ok(Some(state))
+    }
+
+    fn write(&self, writer: &SegmentWriter) -> TxResult<()> {
+        for (k, v) in &writer.segments {
+            self.segments.insert(k.as_slice(), v.as_slice())?;
+        }
+        for k in &writer.revokes {
+            self.revokes.insert(&k[..], &[][..])?;
+        }
+        Ok(())
+    }
+
+    /// Writes what an import's writers built.
+    pub(crate) fn write_all(&self, writers: &[SegmentWriter]) -> TxResult<()> {
+        writers.iter().try_for_each(|w| self.write(w))
+    }
+}
+
+impl IndexCursor<'_> {
+    /// Indexes the next version; `Err` inside says why it cannot be encoded.
+    pub(crate) fn add(&mut self, a: &Amendment) -> TxResult<Result<(), String>> {
+        Ok(self.writer.add(a))
+    }
+
+    /// Writes the request's segments and revocations.
+    pub(crate) fn finish(mut self) -> TxResult<Result<(), String>> {
+        if let Err(e) = self.writer.finish() {
+            return Ok(Err(e));
+        }
+        self.tx.write(&self.writer)?;
+        Ok(Ok(()))
+    }
+}
+
+/// A one-line reading of an index tree's key and value, for `dump`.
+pub(crate) fn describe(tree: &str, k: &[u8], v: &[u8]) -> Option<(String, String)> {
+    match tree {
+        TREE_IDX_SEGMENTS => {
+            let (id, end) = split_record_key(k)?;
+            let value = match open_envelope::<StoredSegment>(v) {
+                Ok(s) => {
+                    let titles: Vec<&str> = s.versions.iter().map(|v| v.title.as_str()).collect();
+                    let horizon = s
+                        .versions
+                        .last()
+                        .map_or(Ok(NaiveDate::MIN), |v| date(v.horizon));
+                    format!(
+                        "segment v{}..=v{end} {titles:?}, horizon {}, {}",
+                        s.start,
+                        horizon.map_or_else(|e| e, |d| d.to_string()),
+                        match &s.state {
+                            Some(st) => format!("term state of {} terms", st.len()),
+                            None => "no term state".to_owned(),
+                        }
+                    )
+                }
+                Err(e) => format!("undecodable ({e})"),
+            };
+            Some((format!("{id} v{end}"), value))
+        }
+        TREE_IDX_REVOKES => {
+            let (id, revoked) = split_record_key(k.get(..24)?)?;
+            let revoker = u64::from_be_bytes(k.get(24..)?.try_into().ok()?);
+            Some((
+                format!("{id} v{revoked} revoked by v{revoker}"),
+                String::new(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// One agreement's index as a [`HistoryIndex`], as its head stood when it was opened. It
+/// keeps what it decoded for the life of one query.
+pub(crate) struct SledIndex<'s> {
+    store: &'s SledStore,
+    trees: &'s IndexTrees,
+    id: Uuid,
+    slug: Slug,
+    latest: Version,
+    /// Decoded segments by their last version.
+    segments: RefCell<BTreeMap<Version, Rc<Segment>>>,
+    records: RefCell<HashMap<Version, Rc<StoredAmendment>>>,
+}
+
+impl SledStore {
+    /// The agreement's index, if this store keeps one and it reaches the agreement's head;
+    /// `None` for an unknown agreement.
+    pub(crate) fn index_unguarded(
+        &self,
+        agreement: &Slug,
+    ) -> Result<Option<SledIndex<'_>>, StoreError> {
+        let Some(trees) = &self.index else {
+            return Ok(None);
+        };
+        let Some(id) = self.uuid_of(agreement)? else {
+            return Ok(None);
+        };
+        let head = self.stored_head(agreement.as_str(), &id)?;
+        let at_head = trees
+            .segments
+            .get(record_key(&id, head.version))
+            .map_err(|e| self.sled_err(e))?;
+        let Some(raw) = at_head else {
+            return Ok(None);
+        };
+        let index = SledIndex {
+            store: self,
+            trees,
+            id,
+            slug: agreement.clone(),
+            latest: head.version,
+            segments: RefCell::new(BTreeMap::new()),
+            records: RefCell::new(HashMap::new()),
+        };
+        // Most queries start at the head: keep what was read.
+        let seg =
+            Segment::decode(head.version, &raw).map_err(|e| index.bad(Some(head.version), e))?;
+        index
+            .segments
+            .borrow_mut()
+            .insert(head.version, Rc::new(seg));
+        Ok(Some(index))
+    }
+}
+
+impl SledIndex<'_> {
+    fn bad(&self, version: Option<Version>, reason: String) -> StoreError {
+        self.store.decode_err(
+            self.slug.as_str(),
+            version,
+            format!("its query index: {reason}"),
+        )
+    }
+
+    /// The segment holding version `v` (1..=latest).
+    fn segment_of(&self, v: Version) -> Result<Rc<Segment>, StoreError> {
+        if v == 0 || v > self.latest {
+            return Err(self.bad(Some(v), format!("no version {v} (latest {})", self.latest)));
+        }
+        if let Some((_, s)) = self.segments.borrow().range(v..).next() {
+            if s.start <= v {
+                return Ok(Rc::clone(s));
+            }
+        }
+        let (from, to) = (record_key(&self.id, v), record_key(&self.id, Version::MAX));
+        let found = self.store.guarded(|| {
+            let next = self.trees.segments.range(from..=to).next();
+            next.transpose().map_err(|e| self.store.sled_err(e))
+        })?;
+        let Some((k, raw)) = found else {
+            return Err(self.bad(Some(v), "no segment holds the version".into()));
+        };
+        let end = split_record_key(&k).map_or(0, |(_, end)| end);
+        let seg = Segment::decode(end, &raw).map_err(|e| self.bad(Some(v), e))?;
+        if seg.start > v {
+            return Err(self.bad(Some(v), "no segment holds the version".into()));
+        }
+        let seg = Rc::new(seg);
+        self.segments.borrow_mut().insert(end, Rc::clone(&seg));
+        Ok(seg)
+    }
+
+    fn kept<T>(&self, v: Version, f: impl FnOnce(&Kept) -> T) -> Result<T, StoreError> {
+        let seg = self.segment_of(v)?;
+        let kept = seg.kept(v);
+        kept.map(f)
+            .ok_or_else(|| self.bad(Some(v), "no segment holds the version".into()))
+    }
+
+    /// The term state at `base`, a multiple of [`CHECKPOINT`].
+    fn state(&self, base: Version) -> Result<Rc<Segment>, StoreError> {
+        let seg = self.segment_of(base)?;
+        match seg.state {
+            Some(_) => Ok(seg),
+            None => Err(self.bad(Some(base), "the term state is missing".into())),
+        }
+    }
+
+    fn record(&self, v: Version) -> Result<Rc<StoredAmendment>, StoreError> {
+        if let Some(r) = self.records.borrow().get(&v) {
+            return Ok(Rc::clone(r));
+        }
+        let key = record_key(&self.id, v);
+        let raw = self
+            .store
+            .guarded(|| {
+                self.store
+                    .amendments
+                    .get(key)
+                    .map_err(|e| self.store.sled_err(e))
+            })?
+            .ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?;
+        let record: StoredAmendment = open_envelope(&raw)
+            .map_err(|reason| self.store.decode_err(self.slug.as_str(), Some(v), reason))?;
+        let record = Rc::new(record);
+        self.records.borrow_mut().insert(v, Rc::clone(&record));
+        Ok(record)
+    }
+}
+
+impl HistoryIndex for SledIndex<'_> {
+    type Error = StoreError;
+
+    fn latest(&self) -> Version {
+        self.latest
+    }
+
+    /// A binary search over the versions: `recorded_at` strictly increases with them.
+    fn version_known_at(&self, t: DateTime<Utc>) -> Result<Version, StoreError> {
+        let at = micros(t);
+        let (mut lo, mut hi) = (0, self.latest);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if self.kept(mid, |k| k.recorded_at)? <= at {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    fn placement(&self, v: Version) -> Result<Placement, StoreError> {
+        self.kept(v, |k| k.placement)
+    }
+
+    fn title(&self, v: Version) -> Result<String, StoreError> {
+        self.kept(v, |k| k.title.clone())
+    }
+
+    fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, StoreError> {
+        self.kept(v, |k| k.terms.clone())
+    }
+
+    fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, StoreError> {
+        let k = k.min(self.latest);
+        let base = k / CHECKPOINT * CHECKPOINT;
+        let mut last: BTreeMap<TermKey, Version> = BTreeMap::new();
+        if base > 0 {
+            let seg = self.state(base)?;
+            last.extend(seg.state.iter().flatten().cloned());
+        }
+        for v in base + 1..=k {
+            let seg = self.segment_of(v)?;
+            for term in seg.kept(v).map(|k| k.terms.as_slice()).unwrap_or_default() {
+                last.insert(term.clone(), v);
+            }
+        }
+        Ok(last.into_iter().collect())
+    }
+
+    fn last_naming(&self, term: &TermKey, v: Version) -> Result<Version, StoreError> {
+        let v = v.min(self.latest);
+        let base = v / CHECKPOINT * CHECKPOINT;
+        for u in (base + 1..=v).rev() {
+            if self.kept(u, |k| k.terms.binary_search(term).is_ok())? {
+                return Ok(u);
+            }
+        }
+        if base == 0 {
+            return Ok(0);
+        }
+        let seg = self.state(base)?;
+        let state = seg.state.as_deref().unwrap_or_default();
+        Ok(state
+            .binary_search_by(|(t, _)| t.cmp(term))
+            .ok()
+            .and_then(|i| state.get(i))
+            .map_or(0, |&(_, v)| v))
+    }
+
+    fn revocations(&self, k: Version) -> Result<Vec<(Version, Version)>, StoreError> {
+        self.store.guarded(|| {
+            let mut out = Vec::new();
+            for kv in self.trees.revokes.scan_prefix(self.id.as_bytes()) {
+                let (key, _) = kv.map_err(|e| self.store.sled_err(e))?;
+                let pair = key.get(16..).filter(|r| r.len() == 16).map(|r| {
+                    let (a, b) = r.split_at(8);
+                    (
+                        u64::from_be_bytes(a.try_into().unwrap_or_default()),
+                        u64::from_be_bytes(b.try_into().unwrap_or_default()),
+                    )
+                });
+                match pair {
+                    Some((revoked, revoker)) if revoker <= k => out.push((revoked, revoker)),
+                    Some(_) => {}
+                    None => return Err(self.bad(None, "an idx_revokes key is not 32 bytes".into())),
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn change(&self, term: &TermKey, v: Version) -> Result<Option<Change>, StoreError> {
+        let record = self.record(v)?;
+        let found = record.body.changes.iter().rev().find(|c| match c {
+            StoredChange::Set { term: t, .. } | StoredChange::Remove { term: t, .. } => {
+                t == term.as_str()
+            }
+        });
+        found
+            .map(change_of)
+            .transpose()
+            .map_err(|reason| self.store.decode_err(self.slug.as_str(), Some(v), reason))
+    }
+}
+
+/// Index findings of one agreement: the first few in full, the rest counted.
+struct Findings {
+    shown: Vec<VerifyFinding>,
+    more: usize,
+}
+
+impl Findings {
+    fn add(&mut self, version: Option<Version>, problem: String) {
+        if self.shown.len() < FINDINGS_SHOWN {
+            self.shown.push(VerifyFinding { version, problem });
+        } else {
+            self.more += 1;
+        }
+    }
+
+    fn finish(mut self) -> Vec<VerifyFinding> {
+        if self.more > 0 {
+            self.shown.push(VerifyFinding {
+                version: None,
+                problem: format!("… and {} more differences in the query index", self.more),
+            });
+        }
+        self.shown
+    }
+}
+
+impl SledStore {
+    /// Recomputes the agreement's index from its records and compares it with the stored one.
+    /// The segments must follow one another from version 1 without a gap, each holding what
+    /// the records say of its versions (and, at a multiple of [`CHECKPOINT`], the term state),
+    /// up to a version no later than the head; `idx_revokes` must hold the revocations of
+    /// those versions and nothing else. How appends cut the versions into segments is free.
+    /// Meant for records the chain check found intact.
+    pub(crate) fn verify_index(
+        &self,
+        trees: &IndexTrees,
+        id: &Uuid,
+        head_version: Option<Version>,
+    ) -> Result<Vec<VerifyFinding>, StoreError> {
+        let sled_err = |e| self.sled_err(e);
+        let mut found = Findings {
+            shown: Vec::new(),
+            more: 0,
+        };
+        // What the segments say, by version.
+        let mut stored: BTreeMap<Version, StoredIndexedVersion> = BTreeMap::new();
+        let mut states: BTreeMap<Version, Vec<(String, u64)>> = BTreeMap::new();
+        let mut next = 1;
+        for kv in trees.segments.scan_prefix(id.as_bytes()) {
+            let (k, v) = kv.map_err(sled_err)?;
+            let Some((_, end)) = split_record_key(&k) else {
+                found.add(
+                    None,
+                    format!("the query index has a key of {} bytes", k.len()),
+                );
+                continue;
+            };
+            if let Err(e) = Segment::decode(end, &v) {
+                found.add(Some(end), format!("the query index: {e}"));
+                continue;
+            }
+            let Ok(seg) = open_envelope::<StoredSegment>(&v) else {
+                continue;
+            };
+            if seg.start != next {
+                found.add(
+                    Some(seg.start),
+                    format!(
+                        "the query index's segment v{}..=v{end} does not follow v{}",
+                        seg.start,
+                        next - 1
+                    ),
+                );
+            }
+            next = end + 1;
+            if let Some(state) = seg.state {
+                states.insert(end, state);
+            }
+            stored.extend((seg.start..).zip(seg.versions));
+        }
+        let reach = next - 1;
+        if let Some(head) = head_version.filter(|&h| reach > h) {
+            found.add(
+                Some(reach),
+                format!("the query index reaches version {reach}, past the head's {head}"),
+            );
+        }
+        let mut horizon = None;
+        let mut state: BTreeMap<String, u64> = BTreeMap::new();
+        let mut revokes: BTreeSet<[u8; 32]> = BTreeSet::new();
+        for kv in self.amendments.scan_prefix(id.as_bytes()) {
+            let (k, v) = kv.map_err(sled_err)?;
+            let Some((_, version)) = split_record_key(&k) else {
+                continue;
+            };
+            if version > reach {
+                break;
+            }
+            let Ok(a) = open_envelope::<StoredAmendment>(&v).and_then(|s| amendment_of(&s)) else {
+                // The chain check reports it; what its index entries should be is unknown.
+                return Ok(found.finish());
+            };
+            let kept = indexed_version(&a, horizon);
+            horizon = date(kept.horizon).ok();
+            for term in &kept.terms {
+                state.insert(term.clone(), version);
+            }
+            revokes.extend(
+                revoked_by(&a)
+                    .into_iter()
+                    .map(|r| revoke_key(id, r, version)),
+            );
+            match stored.get(&version) {
+                None => found.add(Some(version), "the query index lacks this version".into()),
+                Some(s) if *s != kept => found.add(
+                    Some(version),
+                    "the query index holds something else for this version".into(),
+                ),
+                Some(_) => {}
+            }
+            if version % CHECKPOINT == 0 {
+                let expected: Vec<(String, u64)> =
+                    state.iter().map(|(t, &v)| (t.clone(), v)).collect();
+                if states.get(&version) != Some(&expected) {
+                    found.add(
+                        Some(version),
+                        "the query index's term state differs from the records'".into(),
+                    );
+                }
+            }
+        }
+        let mut present = BTreeSet::new();
+        for kv in trees.revokes.scan_prefix(id.as_bytes()) {
+            let (k, v) = kv.map_err(sled_err)?;
+            let key: Option<[u8; 32]> = k.as_ref().try_into().ok();
+            match key {
+                Some(key) if revokes.contains(&key) && v.is_empty() => {
+                    present.insert(key);
+                }
+                _ => found.add(
+                    None,
+                    format!(
+                        "the query index (idx_revokes) holds an entry no record accounts for: {}",
+                        hex::encode(&k)
+                    ),
+                ),
+            }
+        }
+        for missing in revokes.difference(&present) {
+            let revoker = u64::from_be_bytes(missing[24..].try_into().unwrap_or_default());
+            found.add(
+                Some(revoker),
+                "the query index (idx_revokes) lacks a revocation of this version".into(),
+            );
+        }
+        Ok(found.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,460 @@
+//! The query index against the records it is derived from: what it answers (checked against a
+//! reference computed from the amendments), how appends of every size and imports build it,
+//! what `verify` finds when it is changed, and how a store without it, or with an index left
+//! behind, falls back to the records.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, TimeZone};
+use pactum_domain::{AppendRequest, Draft, DraftFields, LedgerStore, Opening, StepStamper, Value};
+
+use sled::IVec;
+
+use super::*;
+use crate::OpenMode;
+
+fn stamper() -> StepStamper {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
+    StepStamper::new(t0, Duration::seconds(1))
+}
+
+fn slug() -> Slug {
+    Slug::parse("acme").unwrap()
+}
+
+fn key(s: &str) -> TermKey {
+    TermKey::parse(s).unwrap()
+}
+
+/// A deterministic xorshift, so the histories are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+const TERMS: [&str; 7] = ["a", "b", "c.d", "c.e", "f", "g-h", "rare"];
+
+/// Draft `version` of a history that mostly moves forward in time, with retroactive
+/// amendments, removes, a term set twice in one amendment, and revocations (of revocations
+/// too). The store judges none of it; the index must describe whatever was recorded.
+fn draft(version: Version, rng: &mut Rng, cursor: &mut i64) -> Draft {
+    let base = NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let effective = if version > 1 && rng.below(6) == 0 {
+        base + Duration::days(rng.below((*cursor).max(1) as u64) as i64)
+    } else {
+        *cursor += rng.below(4) as i64;
+        base + Duration::days(*cursor)
+    };
+    let mut changes = Vec::new();
+    let count = if version == 1 { 7 } else { rng.below(3) };
+    for i in 0..count {
+        let term = if version == 1 {
+            TERMS[i as usize]
+        } else {
+            TERMS[rng.below(6) as usize]
+        };
+        if changes.iter().any(|c: &Change| c.term().as_str() == term) {
+            continue;
+        }
+        changes.push(if rng.below(4) == 0 {
+            Change::Remove {
+                term: key(term),
+                text: None,
+            }
+        } else {
+            Change::Set {
+                term: key(term),
+                value: Value::Int(version as i64),
+                text: None,
+                until: (rng.below(5) == 0).then(|| effective + Duration::days(20)),
+            }
+        });
+    }
+    let revokes = if version > 3 && rng.below(8) == 0 {
+        vec![2 + rng.below(version - 2)]
+    } else {
+        Vec::new()
+    };
+    let title = format!("v{version}");
+    let fields = DraftFields {
+        agreement: slug(),
+        title,
+        effective,
+        summary: None,
+        sources: vec![],
+        expect_version: None,
+        revokes,
+        open: (version == 1).then(|| Opening {
+            name: "Acme".into(),
+            parties: vec!["A".into()],
+        }),
+        changes: if changes.is_empty() && version > 1 {
+            vec![Change::Remove {
+                term: key("b"),
+                text: None,
+            }]
+        } else {
+            changes
+        },
+    };
+    Draft::new(fields).unwrap()
+}
+
+/// Appends `n` versions in calls of the given sizes, cycling.
+fn history(store: &SledStore, n: Version, sizes: &[usize], seed: u64) -> Vec<Amendment> {
+    let (mut rng, mut cursor) = (Rng(seed), 0);
+    let stamper = stamper();
+    let mut all: Vec<Amendment> = Vec::new();
+    let mut i = 0;
+    while (all.len() as Version) < n {
+        let head = all.len() as Version;
+        let size = sizes[i % sizes.len()].min((n - head) as usize);
+        i += 1;
+        let drafts = (1..=size as Version)
+            .map(|j| draft(head + j, &mut rng, &mut cursor))
+            .collect();
+        let request = AppendRequest {
+            agreement: slug(),
+            expected_version: head,
+            drafts,
+        };
+        all.extend(store.append(&[request], &stamper).unwrap());
+    }
+    all
+}
+
+/// What the index must answer, straight from the amendments.
+fn check_answers(index: &dyn HistoryIndex<Error = StoreError>, all: &[Amendment]) {
+    let n = all.len() as Version;
+    assert_eq!(index.latest(), n);
+    let mut horizon = None::<NaiveDate>;
+    let mut last: BTreeMap<TermKey, Version> = BTreeMap::new();
+    assert_eq!(index.terms_at(0).unwrap(), vec![]);
+    for a in all {
+        let v = a.version;
+        let h = horizon.map_or(a.effective, |h| h.max(a.effective));
+        horizon = Some(h);
+        assert_eq!(
+            index.placement(v).unwrap(),
+            Placement {
+                effective: a.effective,
+                horizon: h
+            },
+            "v{v}"
+        );
+        assert_eq!(index.title(v).unwrap(), a.title);
+        let mut named: Vec<TermKey> = a.changes.iter().map(|c| c.term().clone()).collect();
+        named.sort();
+        named.dedup();
+        assert_eq!(index.terms_of(v).unwrap(), named, "v{v}");
+        for term in &named {
+            last.insert(term.clone(), v);
+            let change = a.changes.iter().rev().find(|c| c.term() == term).cloned();
+            assert_eq!(index.change(term, v).unwrap(), change);
+        }
+        let expected: Vec<_> = last.iter().map(|(t, &v)| (t.clone(), v)).collect();
+        assert_eq!(index.terms_at(v).unwrap(), expected, "terms_at v{v}");
+        for term in TERMS {
+            let term = key(term);
+            assert_eq!(
+                index.last_naming(&term, v).unwrap(),
+                last.get(&term).copied().unwrap_or(0),
+                "last_naming {term} v{v}"
+            );
+        }
+        assert_eq!(index.version_known_at(a.recorded_at).unwrap(), v);
+        assert_eq!(
+            index
+                .version_known_at(a.recorded_at - Duration::microseconds(1))
+                .unwrap(),
+            v - 1
+        );
+    }
+    let mut expected: Vec<(Version, Version)> = all
+        .iter()
+        .flat_map(|a| revoked_by(a).into_iter().map(|r| (r, a.version)))
+        .collect();
+    expected.sort();
+    let mut got = index.revocations(n).unwrap();
+    got.sort();
+    assert_eq!(got, expected);
+    let cut = n / 2;
+    assert!(index
+        .revocations(cut)
+        .unwrap()
+        .iter()
+        .all(|&(_, w)| w <= cut));
+}
+
+#[test]
+fn appends_of_every_size_build_an_index_that_answers_as_the_records_do() {
+    for (sizes, n) in [
+        (&[1][..], 140),
+        (&[64][..], 130),
+        (&[3, 100, 1, 63, 2][..], 300),
+        (&[200][..], 200),
+    ] {
+        let store = SledStore::temporary().unwrap();
+        let all = history(&store, n, sizes, 7 + n);
+        let index = store.index(&slug()).unwrap().expect("an index");
+        check_answers(index.as_ref(), &all);
+        drop(index);
+        assert_eq!(store.verify(&slug()).unwrap(), vec![], "sizes {sizes:?}");
+    }
+}
+
+#[test]
+fn an_import_builds_the_same_index() {
+    let from = SledStore::temporary().unwrap();
+    let all = history(&from, 150, &[5, 1, 70], 3);
+    let to = SledStore::temporary().unwrap();
+    to.import(&all, &stamper()).unwrap();
+    let index = to.index(&slug()).unwrap().expect("an index");
+    check_answers(index.as_ref(), &all);
+    drop(index);
+    assert_eq!(to.verify(&slug()).unwrap(), vec![]);
+    // Appends go on extending it.
+    let more = history_after(&to, &all, 70);
+    let index = to.index(&slug()).unwrap().expect("an index");
+    check_answers(index.as_ref(), &more);
+}
+
+/// Appends `n` more versions, one per call, after `all`.
+fn history_after(store: &SledStore, all: &[Amendment], n: Version) -> Vec<Amendment> {
+    let mut out = all.to_vec();
+    let (mut rng, mut cursor) = (Rng(99), 400);
+    for _ in 0..n {
+        let head = out.len() as Version;
+        let request = AppendRequest {
+            agreement: slug(),
+            expected_version: head,
+            drafts: vec![draft(head + 1, &mut rng, &mut cursor)],
+        };
+        let stamp = StepStamper::new(
+            out.last().unwrap().recorded_at + Duration::seconds(1),
+            Duration::seconds(1),
+        );
+        out.extend(store.append(&[request], &stamp).unwrap());
+    }
+    out
+}
+
+#[test]
+fn unknown_agreements_have_no_index() {
+    let store = SledStore::temporary().unwrap();
+    assert!(store.index(&slug()).unwrap().is_none());
+}
+
+/// Every key of one index tree, raw.
+fn raw(store: &SledStore, tree: &str) -> Vec<(IVec, IVec)> {
+    let t = store.raw_tree(tree).unwrap();
+    t.iter().map(|kv| kv.unwrap()).collect()
+}
+
+fn problems(store: &SledStore) -> Vec<String> {
+    store
+        .verify(&slug())
+        .unwrap()
+        .into_iter()
+        .map(|f| f.problem)
+        .collect()
+}
+
+#[test]
+fn verify_finds_any_change_to_the_index() {
+    type Damage = fn(&SledStore);
+    let cases: [(&str, Damage, &str); 7] = [
+        (
+            "a title in a segment",
+            |s| {
+                let (k, v) = raw(s, TREE_IDX_SEGMENTS).remove(0);
+                let mut seg: StoredSegment = open_envelope(&v).unwrap();
+                seg.versions[1].title.push('!');
+                s.raw_tree(TREE_IDX_SEGMENTS)
+                    .unwrap()
+                    .insert(k, seal_envelope(&seg).unwrap())
+                    .unwrap();
+            },
+            "holds something else",
+        ),
+        (
+            "a horizon",
+            |s| {
+                let (k, v) = raw(s, TREE_IDX_SEGMENTS).remove(1);
+                let mut seg: StoredSegment = open_envelope(&v).unwrap();
+                seg.versions[0].horizon += 1;
+                s.raw_tree(TREE_IDX_SEGMENTS)
+                    .unwrap()
+                    .insert(k, seal_envelope(&seg).unwrap())
+                    .unwrap();
+            },
+            "holds something else",
+        ),
+        (
+            "a term state",
+            |s| {
+                let segs = raw(s, TREE_IDX_SEGMENTS);
+                let (k, v) = segs
+                    .into_iter()
+                    .find(|(_, v)| open_envelope::<StoredSegment>(v).unwrap().state.is_some())
+                    .unwrap();
+                let mut seg: StoredSegment = open_envelope(&v).unwrap();
+                seg.state.as_mut().unwrap()[0].1 -= 1;
+                s.raw_tree(TREE_IDX_SEGMENTS)
+                    .unwrap()
+                    .insert(k, seal_envelope(&seg).unwrap())
+                    .unwrap();
+            },
+            "term state differs",
+        ),
+        (
+            "a segment removed",
+            |s| {
+                let (k, _) = raw(s, TREE_IDX_SEGMENTS).remove(1);
+                s.raw_tree(TREE_IDX_SEGMENTS).unwrap().remove(k).unwrap();
+            },
+            "does not follow",
+        ),
+        (
+            "a revocation removed",
+            |s| {
+                let (k, _) = raw(s, TREE_IDX_REVOKES).remove(0);
+                s.raw_tree(TREE_IDX_REVOKES).unwrap().remove(k).unwrap();
+            },
+            "lacks a revocation",
+        ),
+        (
+            "a revocation added",
+            |s| {
+                let (k, _) = raw(s, TREE_IDX_REVOKES).remove(0);
+                let mut k = k.to_vec();
+                k[31] ^= 0x40;
+                s.raw_tree(TREE_IDX_REVOKES)
+                    .unwrap()
+                    .insert(k, &[])
+                    .unwrap();
+            },
+            "no record accounts for",
+        ),
+        (
+            "a segment past the head",
+            |s| {
+                let segs = raw(s, TREE_IDX_SEGMENTS);
+                let (k, v) = segs.last().unwrap().clone();
+                let mut seg: StoredSegment = open_envelope(&v).unwrap();
+                let end = u64::from_be_bytes(k[16..].try_into().unwrap());
+                seg.start = end + 1;
+                seg.versions.truncate(1);
+                let mut k = k.to_vec();
+                k[16..].copy_from_slice(&(end + 1).to_be_bytes());
+                s.raw_tree(TREE_IDX_SEGMENTS)
+                    .unwrap()
+                    .insert(k, seal_envelope(&seg).unwrap())
+                    .unwrap();
+            },
+            "past the head",
+        ),
+    ];
+    for (what, damage, expected) in cases {
+        let store = SledStore::temporary().unwrap();
+        history(&store, 150, &[5, 1, 70], 11);
+        assert_eq!(problems(&store), Vec::<String>::new());
+        damage(&store);
+        let found = problems(&store);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{what}: {found:?}"
+        );
+    }
+}
+
+/// Opens the store at `path` as an older pactum would see it (no index marker) for `f`, then
+/// puts the marker back.
+fn as_older_pactum(path: &std::path::Path, f: impl FnOnce(&SledStore)) {
+    let marker = {
+        let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+        let meta = store.raw_tree("__sled__default").unwrap();
+        meta.remove(INDEX_KEY).unwrap().unwrap()
+    };
+    {
+        let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+        assert!(store.index.is_none());
+        f(&store);
+    }
+    let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+    let meta = store.raw_tree("__sled__default").unwrap();
+    meta.insert(INDEX_KEY, marker).unwrap();
+}
+
+#[test]
+fn an_index_left_behind_by_an_older_pactum_is_not_used_nor_extended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let all = {
+        let store = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+        history(&store, 20, &[7], 5)
+    };
+    let all = {
+        let mut out = Vec::new();
+        as_older_pactum(&path, |store| out = history_after(store, &all, 2));
+        out
+    };
+    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    assert!(store.index(&slug()).unwrap().is_none());
+    let before = raw(&store, TREE_IDX_SEGMENTS);
+    history_after(&store, &all, 3);
+    assert_eq!(raw(&store, TREE_IDX_SEGMENTS), before);
+    assert!(store.index(&slug()).unwrap().is_none());
+    // What it holds agrees with the records it reaches: verify has nothing to say.
+    assert_eq!(problems(&store), Vec::<String>::new());
+}
+
+#[test]
+fn a_store_made_before_the_index_gets_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+        // A store as format 1 made it before the index existed: no marker, no index trees.
+        store
+            .raw_tree("__sled__default")
+            .unwrap()
+            .remove(INDEX_KEY)
+            .unwrap();
+        for tree in [TREE_IDX_SEGMENTS, TREE_IDX_REVOKES] {
+            store.db.drop_tree(tree).unwrap();
+        }
+    }
+    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    history(&store, 10, &[4], 1);
+    assert!(store.index(&slug()).unwrap().is_none());
+    let names: Vec<String> = store
+        .db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| is_index_tree(n)), "{names:?}");
+    assert_eq!(problems(&store), Vec::<String>::new());
+}
+
+#[test]
+fn a_new_agreement_of_many_versions_in_one_call_is_cut_at_each_checkpoint() {
+    let store = SledStore::temporary().unwrap();
+    history(&store, 150, &[150], 2);
+    let ends: Vec<(Version, Version, bool)> = raw(&store, TREE_IDX_SEGMENTS)
+        .iter()
+        .map(|(k, v)| {
+            let seg: StoredSegment = open_envelope(v).unwrap();
+            let end = u64::from_be_bytes(k[16..].try_into().unwrap());
+            (seg.start, end, seg.state.is_some())
+        })
+        .collect();
+    assert_eq!(ends, [(1, 64, true), (65, 128, true), (129, 150, false)]);
+}
