@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pactum_store::{OpenMode, SledStore};
 
-use crate::common::{Env, Run, OPENING};
+use crate::common::{copy_dir, Env, Run, OPENING};
 
 /// No command may take longer than this on a damaged store: a hang is a failure.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -97,19 +97,6 @@ fn commands(anchor: &str) -> Vec<Vec<String>> {
     .into_iter()
     .map(|c| c.into_iter().map(str::to_owned).collect())
     .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Runs every command on the store at `store` and checks the promise; `label` names the damage.

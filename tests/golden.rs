@@ -9,7 +9,7 @@ use std::path::Path;
 use pactum_store::{OpenMode, SledStore, StoreError, FORMAT_VERSION};
 use serde_json::Value;
 
-use crate::common::{Env, OPENING};
+use crate::common::{copy_dir, Env, OPENING};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1");
 
@@ -20,19 +20,6 @@ fn fixture(name: &str) -> String {
 
 fn fixture_json(name: &str) -> Value {
     serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// An environment whose store is a fresh copy of the golden store.

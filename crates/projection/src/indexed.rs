@@ -183,51 +183,12 @@ impl Activity {
         }
     }
 
-    fn known(&self, v: Version) -> &[Version] {
-        self.revokers.get(&v).map(Vec::as_slice).unwrap_or_default()
-    }
-
-    /// Active at K: known at K, and no revoker that is itself active at K. Revocations point
-    /// backwards only, so the walk ends; it keeps its own stack, so a long chain of corrections
-    /// cannot overflow the thread's.
+    /// Active at K: known at K, and no revoker that is itself active at K.
     fn is_active(&mut self, v: Version) -> bool {
-        if v == 0 || v > self.k {
-            return false;
-        }
-        if self.known(v).is_empty() {
-            return true;
-        }
-        if let Some(&known) = self.memo.get(&v) {
-            return known;
-        }
-        // Frames are (version, index of the next revoker to look at).
-        let mut stack = vec![(v, 0usize)];
-        while let Some(&(node, i)) = stack.last() {
-            match self.known(node).get(i).copied() {
-                None => {
-                    self.memo.insert(node, true);
-                    stack.pop();
-                }
-                Some(w) => match self
-                    .memo
-                    .get(&w)
-                    .copied()
-                    .or_else(|| self.known(w).is_empty().then_some(true))
-                {
-                    Some(true) => {
-                        self.memo.insert(node, false);
-                        stack.pop();
-                    }
-                    Some(false) => {
-                        if let Some(top) = stack.last_mut() {
-                            top.1 += 1;
-                        }
-                    }
-                    None => stack.push((w, 0)),
-                },
-            }
-        }
-        self.memo.get(&v).copied().unwrap_or(true)
+        let revokers = &self.revokers;
+        // Revoked version → its revokers known at K, ascending.
+        let known = |w: Version| revokers.get(&w).map(Vec::as_slice).unwrap_or_default();
+        crate::active::is_active(v, self.k, known, &mut self.memo)
     }
 }
 

@@ -9,6 +9,7 @@
 //! amendment may be appended is decided by the application against these projections. The output
 //! types serialize to SPEC §5's JSON shapes; rendering text is the front end's business.
 
+mod active;
 mod fold;
 mod indexed;
 mod timeline;

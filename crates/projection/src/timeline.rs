@@ -479,58 +479,27 @@ struct Activity<'t> {
     memo: HashMap<Version, bool>,
 }
 
+/// The revokers of `v` known at K (all later than `v`, ascending).
+fn known_at(revokers: &[Vec<Version>], k: Version, v: Version) -> &[Version] {
+    let list = v
+        .checked_sub(1)
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| revokers.get(i))
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let end = list.partition_point(|&w| w <= k);
+    list.get(..end).unwrap_or_default()
+}
+
 impl Activity<'_> {
     /// The revokers of `v` known at K (all later than `v`, ascending).
     fn known(&self, v: Version) -> &[Version] {
-        let list = v
-            .checked_sub(1)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| self.revokers.get(i))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let end = list.partition_point(|&w| w <= self.k);
-        list.get(..end).unwrap_or_default()
+        known_at(self.revokers, self.k, v)
     }
 
     fn is_active(&mut self, v: Version) -> bool {
-        if v == 0 || v > self.k {
-            return false;
-        }
-        if self.known(v).is_empty() {
-            return true;
-        }
-        if let Some(&known) = self.memo.get(&v) {
-            return known;
-        }
-        // Depth-first over revokers without recursion, so a long chain of corrections cannot
-        // overflow the stack. Each frame is (version, index of the next revoker to look at).
-        let mut stack = vec![(v, 0usize)];
-        while let Some(&(node, i)) = stack.last() {
-            match self.known(node).get(i).copied() {
-                None => {
-                    self.memo.insert(node, true);
-                    stack.pop();
-                }
-                Some(w) => match self
-                    .memo
-                    .get(&w)
-                    .copied()
-                    .or_else(|| self.known(w).is_empty().then_some(true))
-                {
-                    Some(true) => {
-                        self.memo.insert(node, false);
-                        stack.pop();
-                    }
-                    Some(false) => {
-                        if let Some(top) = stack.last_mut() {
-                            top.1 += 1;
-                        }
-                    }
-                    None => stack.push((w, 0)),
-                },
-            }
-        }
-        self.memo.get(&v).copied().unwrap_or(true)
+        let (revokers, k) = (self.revokers, self.k);
+        crate::active::is_active(v, k, |w| known_at(revokers, k, w), &mut self.memo)
     }
 
     fn revoked_by(&mut self, v: Version) -> Option<Version> {
