@@ -6,9 +6,7 @@
 use std::sync::LazyLock;
 
 use chrono::{Duration, NaiveDate, TimeZone};
-use pactum_domain::{
-    Change, Currency, Decimal, Draft, DraftFields, Money, Opening, StepStamper, TermKey, Value,
-};
+use pactum_domain::{Change, Decimal, Draft, DraftFields, Opening, StepStamper, TermKey, Value};
 use proptest::prelude::*;
 
 use super::*;
@@ -52,10 +50,6 @@ fn draft(title: &str, effective: NaiveDate, f: impl FnOnce(&mut DraftFields)) ->
 /// each value type (lists nested), a change with a remove, and a correction that revokes.
 fn drafts() -> Vec<Draft> {
     let dec = |s: &str| Decimal::parse(s).unwrap();
-    let usd = Money {
-        amount: dec("120000.00"),
-        currency: Currency::parse("USD").unwrap(),
-    };
     vec![
         draft("Opening", day(2024, 1, 1), |f| {
             f.summary = Some("Every value kind.".into());
@@ -64,23 +58,7 @@ fn drafts() -> Vec<Draft> {
                 name: "ACME and Initech".into(),
                 parties: vec!["ACME".into(), "Initech".into()],
             });
-            f.changes = vec![
-                set("flag", Value::Bool(true)),
-                set("count", Value::Int(-42)),
-                set("rate", Value::Decimal(dec("12.50"))),
-                set("note", Value::Text("unicode ✓".into())),
-                set("start", Value::Date(day(2024, 2, 29))),
-                set("fees.annual", Value::Money(usd.clone())),
-                set("share", Value::Percent(dec("20"))),
-                set(
-                    "nested",
-                    Value::List(vec![
-                        Value::Int(i64::MIN),
-                        Value::List(vec![Value::Money(usd), Value::List(vec![])]),
-                        Value::Date(day(1, 1, 1)),
-                    ]),
-                ),
-            ];
+            f.changes = crate::tests::every_value();
         }),
         draft("Change", day(2025, 1, 1), |f| {
             f.changes = vec![

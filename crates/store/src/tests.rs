@@ -82,7 +82,8 @@ fn req(agreement: &str, expected_version: u64, drafts: Vec<Draft>) -> AppendRequ
 }
 
 /// A value of every kind, lists nested in lists.
-fn every_value() -> Vec<Change> {
+/// One set of every value kind, lists nested; shared with the fuzz tests.
+pub(crate) fn every_value() -> Vec<Change> {
     let usd = Money {
         amount: dec("120000.00"),
         currency: Currency::parse("USD").unwrap(),
