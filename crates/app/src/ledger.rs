@@ -143,15 +143,14 @@ impl<S: LedgerStore> Ledger<S> {
             let index = match batch_of.get(agreement) {
                 Some(&i) => i,
                 None => {
-                    let history = self.store.amendments(agreement).map_err(AppError::store)?;
-                    batches.push(Batch::new(agreement.clone(), history));
+                    batches.push(self.batch_for(agreement)?);
                     batch_of.insert(agreement.clone(), batches.len() - 1);
                     batches.len() - 1
                 }
             };
             // In range: `batch_of` holds indices of `batches` only.
             let batch = &mut batches[index];
-            decide(sub, batch)?;
+            decide(sub, batch, &self.store)?;
             slots.push((index, batch.request.drafts.len()));
             // The one copy of the draft: the request must own it.
             batch.accept(sub.draft.clone());
@@ -201,6 +200,28 @@ impl<S: LedgerStore> Ledger<S> {
                     })
             })
             .collect()
+    }
+
+    /// What deciding an agreement's drafts starts from. The query index, where the store keeps
+    /// a current one, gives the latest version and version 1's date without reading the
+    /// history; the history is then read only if a draft removes or revokes.
+    fn batch_for(&self, agreement: &Slug) -> Result<Batch, AppError> {
+        if let Some(index) = self.store.index(agreement).map_err(AppError::store)? {
+            let latest = index.latest();
+            let first = match latest {
+                0 => None,
+                _ => Some(index.placement(1).map_err(AppError::store)?.effective),
+            };
+            return Ok(Batch::new(agreement.clone(), latest, first, None));
+        }
+        let history = self.store.amendments(agreement).map_err(AppError::store)?;
+        let first = history.first().map(|a| a.effective);
+        Ok(Batch::new(
+            agreement.clone(),
+            history.len() as Version,
+            first,
+            Some(history),
+        ))
     }
 
     /// Every agreement's head, in slug order.
@@ -399,20 +420,25 @@ struct Batch {
     request: AppendRequest,
     /// The stored history's opening date (`None`: the agreement does not exist yet).
     first_stored: Option<NaiveDate>,
-    /// The stored history, until the timeline is built from it.
-    history: Vec<Amendment>,
+    /// The stored history, until the timeline is built from it (`None`: not read yet).
+    history: Option<Vec<Amendment>>,
     timeline: Option<Timeline>,
 }
 
 impl Batch {
-    fn new(agreement: Slug, history: Vec<Amendment>) -> Batch {
+    fn new(
+        agreement: Slug,
+        latest: Version,
+        first_stored: Option<NaiveDate>,
+        history: Option<Vec<Amendment>>,
+    ) -> Batch {
         Batch {
             request: AppendRequest {
                 agreement,
-                expected_version: history.len() as Version,
+                expected_version: latest,
                 drafts: Vec::new(),
             },
-            first_stored: history.first().map(|a| a.effective),
+            first_stored,
             history,
             timeline: None,
         }
@@ -429,12 +455,26 @@ impl Batch {
             .or_else(|| self.request.drafts.first().map(|d| d.effective))
     }
 
-    /// The stored history plus the drafts accepted so far, indexed.
-    fn timeline(&mut self) -> Result<&Timeline, ProjectionError> {
+    /// The stored history plus the drafts accepted so far, indexed; the history is read from
+    /// `store` the first time it is needed.
+    fn timeline<S: LedgerStore>(&mut self, store: &S) -> Result<&Timeline, AppError> {
         let timeline = match self.timeline.take() {
             Some(t) => t,
             None => {
-                let mut t = Timeline::from_history(std::mem::take(&mut self.history))?;
+                let mut history = match self.history.take() {
+                    Some(h) => h,
+                    None => store
+                        .amendments(&self.request.agreement)
+                        .map_err(AppError::store)?,
+                };
+                // Decide against exactly the versions the request expects: a later one (another
+                // thread's) makes the append a version conflict anyway.
+                history.truncate(self.request.expected_version as usize);
+                let mut t =
+                    Timeline::from_history(history).map_err(|source| AppError::Projection {
+                        agreement: self.request.agreement.clone(),
+                        source,
+                    })?;
                 for d in &self.request.drafts {
                     t.push_draft(d);
                 }
@@ -455,7 +495,7 @@ impl Batch {
 
 /// Checks one submission against its agreement's history as it will stand when the submission
 /// is appended: the stored history plus the earlier submissions of this call (`batch`).
-fn decide(sub: &Submission, batch: &mut Batch) -> Result<(), AppError> {
+fn decide<S: LedgerStore>(sub: &Submission, batch: &mut Batch, store: &S) -> Result<(), AppError> {
     let draft = &sub.draft;
     let refuse = |message: String| AppError::Refused {
         file: sub.file.clone(),
@@ -519,10 +559,7 @@ fn decide(sub: &Submission, batch: &mut Batch) -> Result<(), AppError> {
         // Only revocations and removes are judged against the terms; skip the projection.
         return Ok(());
     }
-    let timeline = batch.timeline().map_err(|source| AppError::Projection {
-        agreement: draft.agreement.clone(),
-        source,
-    })?;
+    let timeline = batch.timeline(store)?;
     for &v in &draft.revokes {
         if v > latest {
             return Err(refuse(format!(
