@@ -4,11 +4,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, ChainReport, Change, Draft, Hash, ImportFailure,
-    LedgerStore, Slug, Stamper, StoreFailure, TermKey, VerifyFinding, Version,
+    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Change, Draft, Hash,
+    HistoryIndex, ImportFailure, LedgerStore, Slug, Stamper, StoreFailure, TermKey, VerifyFinding,
+    Version,
 };
 use pactum_projection::{
-    Cut, Diff, HistoryRow, Point, ProjectionError, ReplayStep, TermsAt, Timeline,
+    in_force_via_index, revoked_by_via_index, Cut, Diff, HistoryRow, Point, ProjectionError,
+    ReplayStep, TermsAt, Timeline,
 };
 use uuid::Uuid;
 
@@ -135,7 +137,7 @@ impl<S: LedgerStore> Ledger<S> {
     pub fn append(&self, submissions: &[Submission]) -> Result<Vec<Amendment>, AppError> {
         // One batch per agreement, in order of first appearance; `slots` maps each submission
         // to (batch, position) so results come back in submission order.
-        let mut batches: Vec<Batch> = Vec::new();
+        let mut batches: Vec<Batch<'_, S::Error>> = Vec::new();
         let mut batch_of: HashMap<Slug, usize> = HashMap::new();
         let mut slots = Vec::with_capacity(submissions.len());
         for sub in submissions {
@@ -205,14 +207,19 @@ impl<S: LedgerStore> Ledger<S> {
     /// What deciding an agreement's drafts starts from. The query index, where the store keeps
     /// a current one, gives the latest version and version 1's date without reading the
     /// history; the history is then read only if a draft removes or revokes.
-    fn batch_for(&self, agreement: &Slug) -> Result<Batch, AppError> {
+    fn batch_for(&self, agreement: &Slug) -> Result<Batch<'_, S::Error>, AppError> {
         if let Some(index) = self.store.index(agreement).map_err(AppError::store)? {
             let latest = index.latest();
             let first = match latest {
                 0 => None,
                 _ => Some(index.placement(1).map_err(AppError::store)?.effective),
             };
-            return Ok(Batch::new(agreement.clone(), latest, first, None));
+            return Ok(Batch::new(
+                agreement.clone(),
+                latest,
+                first,
+                Source::Index(index),
+            ));
         }
         let history = self.store.amendments(agreement).map_err(AppError::store)?;
         let first = history.first().map(|a| a.effective);
@@ -220,7 +227,7 @@ impl<S: LedgerStore> Ledger<S> {
             agreement.clone(),
             history.len() as Version,
             first,
-            Some(history),
+            Source::History(history),
         ))
     }
 
@@ -416,22 +423,32 @@ fn resolve(agreement: &Slug, timeline: &Timeline, cut: Cut) -> Result<Version, A
 /// decided against. The timeline is built from the stored history the first time a draft needs
 /// one (removes or revokes) and then extended draft by draft, so a call of N drafts builds it
 /// once, not N times over a growing history.
-struct Batch {
+struct Batch<'s, E> {
     request: AppendRequest,
     /// The stored history's opening date (`None`: the agreement does not exist yet).
     first_stored: Option<NaiveDate>,
-    /// The stored history, until the timeline is built from it (`None`: not read yet).
-    history: Option<Vec<Amendment>>,
+    /// What the stored versions are read from, until the timeline is built.
+    source: Source<'s, E>,
     timeline: Option<Timeline>,
 }
 
-impl Batch {
+/// Where a batch reads the stored versions.
+enum Source<'s, E> {
+    /// The store's query index as of `expected_version`.
+    Index(BoxedIndex<'s, E>),
+    /// The stored history, read already.
+    History(Vec<Amendment>),
+    /// Nothing yet: the history is read when a timeline is needed.
+    Unread,
+}
+
+impl<'s, E> Batch<'s, E> {
     fn new(
         agreement: Slug,
         latest: Version,
         first_stored: Option<NaiveDate>,
-        history: Option<Vec<Amendment>>,
-    ) -> Batch {
+        source: Source<'s, E>,
+    ) -> Batch<'s, E> {
         Batch {
             request: AppendRequest {
                 agreement,
@@ -439,7 +456,7 @@ impl Batch {
                 drafts: Vec::new(),
             },
             first_stored,
-            history,
+            source,
             timeline: None,
         }
     }
@@ -461,9 +478,9 @@ impl Batch {
         let timeline = match self.timeline.take() {
             Some(t) => t,
             None => {
-                let mut history = match self.history.take() {
-                    Some(h) => h,
-                    None => store
+                let mut history = match std::mem::replace(&mut self.source, Source::Unread) {
+                    Source::History(h) => h,
+                    Source::Index(_) | Source::Unread => store
                         .amendments(&self.request.agreement)
                         .map_err(AppError::store)?,
                 };
@@ -484,6 +501,15 @@ impl Batch {
         Ok(self.timeline.insert(timeline))
     }
 
+    /// The store's index, while no draft has been accepted in this call: a draft decided now
+    /// is decided against the stored versions alone, which the index holds.
+    fn stored_index(&self) -> Option<&(dyn HistoryIndex<Error = E> + 's)> {
+        match &self.source {
+            Source::Index(index) if self.request.drafts.is_empty() => Some(&**index),
+            _ => None,
+        }
+    }
+
     /// Adds a decided draft to the request (and to the timeline, if there is one).
     fn accept(&mut self, draft: Draft) {
         if let Some(t) = &mut self.timeline {
@@ -495,7 +521,11 @@ impl Batch {
 
 /// Checks one submission against its agreement's history as it will stand when the submission
 /// is appended: the stored history plus the earlier submissions of this call (`batch`).
-fn decide<S: LedgerStore>(sub: &Submission, batch: &mut Batch, store: &S) -> Result<(), AppError> {
+fn decide<S: LedgerStore>(
+    sub: &Submission,
+    batch: &mut Batch<'_, S::Error>,
+    store: &S,
+) -> Result<(), AppError> {
     let draft = &sub.draft;
     let refuse = |message: String| AppError::Refused {
         file: sub.file.clone(),
@@ -559,14 +589,44 @@ fn decide<S: LedgerStore>(sub: &Submission, batch: &mut Batch, store: &S) -> Res
         // Only revocations and removes are judged against the terms; skip the projection.
         return Ok(());
     }
+    // The call's first draft for an agreement the store indexes: judged from the index, which
+    // reads the versions near the draft's date rather than the whole history.
+    if let Some(index) = batch.stored_index() {
+        return judge(
+            draft,
+            latest,
+            &refuse,
+            |v| revoked_by_via_index(index, v, latest).map_err(AppError::store),
+            |term, at| in_force_via_index(index, term, at).map_err(AppError::store),
+        );
+    }
     let timeline = batch.timeline(store)?;
+    judge(
+        draft,
+        latest,
+        &refuse,
+        |v| Ok(timeline.revoked_by(v, latest)),
+        |term, at| Ok(timeline.in_force(term, at).is_some()),
+    )
+}
+
+/// Judges a draft's revocations and removes against the agreement as of version `latest`:
+/// `revoked_by(v)` names the version that already revoked `v`, `in_force(term, point)` says
+/// whether a term is in force there.
+fn judge(
+    draft: &Draft,
+    latest: Version,
+    refuse: &dyn Fn(String) -> AppError,
+    mut revoked_by: impl FnMut(Version) -> Result<Option<Version>, AppError>,
+    mut in_force: impl FnMut(&TermKey, Point) -> Result<bool, AppError>,
+) -> Result<(), AppError> {
     for &v in &draft.revokes {
         if v > latest {
             return Err(refuse(format!(
                 "revokes names version {v}, which does not exist (latest is {latest})"
             )));
         }
-        if let Some(by) = timeline.revoked_by(v, latest) {
+        if let Some(by) = revoked_by(v)? {
             return Err(refuse(format!(
                 "revokes names version {v}, which version {by} already revoked"
             )));
@@ -578,7 +638,7 @@ fn decide<S: LedgerStore>(sub: &Submission, batch: &mut Batch, store: &S) -> Res
     };
     for change in &draft.changes {
         if let Change::Remove { term, .. } = change {
-            if timeline.in_force(term, before).is_none() {
+            if !in_force(term, before)? {
                 return Err(refuse(format!(
                     "removes term {term}, which is not in force on {}",
                     draft.effective

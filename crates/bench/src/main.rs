@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+/// The allocator the `pactum` binary ships with (crates/cli/main.rs), so that the library is
+/// measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pactum_bench::{run, Budget, Config};
 
 #[derive(Debug, Parser)]

@@ -57,6 +57,38 @@ pub fn terms_via_index<I: HistoryIndex + ?Sized>(
     index: &I,
     point: Point,
 ) -> Result<TermsAt, I::Error> {
+    terms_of_via_index(index, point, None)
+}
+
+/// Whether `term` is in force at `point` (what [`crate::Timeline::in_force`] finds), from an
+/// index: the same walk as [`terms_via_index`] for one term, without the pending list.
+pub fn in_force_via_index<I: HistoryIndex + ?Sized>(
+    index: &I,
+    term: &TermKey,
+    point: Point,
+) -> Result<bool, I::Error> {
+    Ok(terms_of_via_index(index, point, Some(term))?
+        .terms
+        .contains_key(term))
+}
+
+/// [`crate::Timeline::revoked_by`] from an index: the earliest revoker of `version` active
+/// at cut `k`.
+pub fn revoked_by_via_index<I: HistoryIndex + ?Sized>(
+    index: &I,
+    version: Version,
+    k: Version,
+) -> Result<Option<Version>, I::Error> {
+    let k = k.min(index.latest());
+    Ok(Activity::new(index.revocations(k)?, k).revoked_by(version))
+}
+
+/// The terms at `point`: all of them with the pending list, or (`only`) one term without it.
+fn terms_of_via_index<I: HistoryIndex + ?Sized>(
+    index: &I,
+    point: Point,
+    only: Option<&TermKey>,
+) -> Result<TermsAt, I::Error> {
     let k = point.version.min(index.latest());
     let on = point.on;
     let mut act = Activity::new(index.revocations(k)?, k);
@@ -76,13 +108,18 @@ pub fn terms_via_index<I: HistoryIndex + ?Sized>(
         }
         if act.is_active(v) {
             if effective > on {
-                pending.push(Pending {
-                    version: v,
-                    effective,
-                    title: index.title(v)?,
-                });
+                if only.is_none() {
+                    pending.push(Pending {
+                        version: v,
+                        effective,
+                        title: index.title(v)?,
+                    });
+                }
             } else {
                 for term in index.terms_of(v)? {
+                    if only.is_some_and(|t| *t != term) {
+                        continue;
+                    }
                     let b = best.entry(term).or_insert((effective, v));
                     *b = (*b).max((effective, v));
                 }
@@ -95,8 +132,14 @@ pub fn terms_via_index<I: HistoryIndex + ?Sized>(
     // Up to `settled`, each term's newest active version decides, unless an older one that
     // names it is effective later (a retroactive amendment came after it): walk back through
     // the versions naming it while their horizon leaves room for that.
-    let mut candidates: BTreeMap<TermKey, (Version, Option<(NaiveDate, Version)>)> = index
-        .terms_at(settled)?
+    let named = match only {
+        None => index.terms_at(settled)?,
+        Some(term) => match index.last_naming(term, settled)? {
+            0 => Vec::new(),
+            last => vec![(term.clone(), last)],
+        },
+    };
+    let mut candidates: BTreeMap<TermKey, (Version, Option<(NaiveDate, Version)>)> = named
         .into_iter()
         .map(|(term, last)| (term, (last, None)))
         .collect();
@@ -181,6 +224,15 @@ impl Activity {
             revokers,
             memo: HashMap::new(),
         }
+    }
+
+    /// The earliest revoker of `v` active at K; `None` if `v` is active or not known at K.
+    fn revoked_by(&mut self, v: Version) -> Option<Version> {
+        if v == 0 || v > self.k {
+            return None;
+        }
+        let revokers = self.revokers.get(&v).cloned().unwrap_or_default();
+        revokers.into_iter().find(|&w| self.is_active(w))
     }
 
     /// Active at K: known at K, and no revoker that is itself active at K.

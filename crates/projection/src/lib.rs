@@ -19,7 +19,10 @@ mod types;
 mod tests;
 
 pub use fold::fold_terms;
-pub use indexed::{resolve_via_index, terms_via_index, IndexedError, MemoryIndex};
+pub use indexed::{
+    in_force_via_index, resolve_via_index, revoked_by_via_index, terms_via_index, IndexedError,
+    MemoryIndex,
+};
 pub use timeline::{ProjectionError, Timeline};
 pub use types::{
     ChangeKind, Cut, Diff, Entry, HistoryRow, Op, Pending, PlainValue, Point, ReplayStep,

@@ -1,6 +1,7 @@
 //! The `LedgerStore` impl: every operation runs under a panic guard. sled 0.34 can panic on
 //! damaged files while reading them, not only at open; a panic must become a clear error, not a
-//! crash of the front end.
+//! crash of the front end. Reads also hold the writer lock for reading, so that none sees an
+//! append halfway through its inserts (`staging.rs`).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -27,21 +28,30 @@ impl SledStore {
             .into())
         })
     }
+
+    /// [`SledStore::guarded`], holding the writer lock for reading.
+    pub(crate) fn reading<T, E: From<StoreError>>(
+        &self,
+        op: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _reading = self.read_lock();
+        self.guarded(op)
+    }
 }
 
 impl LedgerStore for SledStore {
     type Error = StoreError;
 
     fn agreements(&self) -> Result<Vec<AgreementHead>, StoreError> {
-        self.guarded(|| self.agreements_unguarded())
+        self.reading(|| self.agreements_unguarded())
     }
 
     fn head(&self, agreement: &Slug) -> Result<Option<AgreementHead>, StoreError> {
-        self.guarded(|| self.head_unguarded(agreement))
+        self.reading(|| self.head_unguarded(agreement))
     }
 
     fn amendments(&self, agreement: &Slug) -> Result<Vec<Amendment>, StoreError> {
-        self.guarded(|| self.amendments_unguarded(agreement))
+        self.reading(|| self.amendments_unguarded(agreement))
     }
 
     fn append(
@@ -53,7 +63,7 @@ impl LedgerStore for SledStore {
     }
 
     fn verify_chain(&self, agreement: &Slug) -> Result<ChainReport, StoreError> {
-        self.guarded(|| self.verify_agreement(agreement))
+        self.reading(|| self.verify_agreement(agreement))
     }
 
     fn seal_hash(amendment: &Amendment) -> Result<Hash, String> {
@@ -73,7 +83,8 @@ impl LedgerStore for SledStore {
         &'a self,
         agreement: &Slug,
     ) -> Result<Option<BoxedIndex<'a, StoreError>>, StoreError> {
-        self.guarded(|| {
+        // The index reads it makes later stay at or below the head it reads now.
+        self.reading(|| {
             let index = self.index_unguarded(agreement)?;
             Ok(index.map(|i| Box::new(i) as BoxedIndex<'a, StoreError>))
         })

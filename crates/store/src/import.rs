@@ -13,7 +13,7 @@ use sled::transaction::{
 use uuid::Uuid;
 
 use crate::codec::*;
-use crate::index::{IndexTx, SegmentWriter};
+use crate::index::SegmentWriter;
 use crate::{SledStore, StoreError, ID_ATTEMPTS};
 
 /// An agreement being imported: its new id and its head once every record is in.
@@ -70,6 +70,9 @@ impl SledStore {
             .map(|(index, a)| seal_record(a).map_err(|reason| Rejected { index, reason }))
             .collect::<Result<Vec<_>, _>>()?;
         let sled_err = |e| ImportFailure::Backend(self.sled_err(e));
+        // Appends wait until the import is in and on disk, readers until it is in.
+        let mut writer = self.write_lock();
+        let hidden = self.hide();
         if !(self.slugs.is_empty() && self.agreements.is_empty() && self.amendments.is_empty()) {
             return Err(ImportFailure::NotEmpty);
         }
@@ -146,11 +149,13 @@ impl SledStore {
         }
         let writers: Vec<SegmentWriter> = writers.into_values().collect();
 
+        // One sled transaction (not the log): a restore is all or nothing, and rare enough
+        // that sled's slower commit does not matter. A checkpoint then makes it durable.
         let trees = (&self.amendments, &self.agreements, &self.slugs);
         let write = |am: &TransactionalTree,
                      ag: &TransactionalTree,
                      sl: &TransactionalTree,
-                     idx: Option<IndexTx<'_>>| {
+                     idx: Option<[&TransactionalTree; 2]>| {
             for (slug, uuid, head) in &heads {
                 if sl.get(*slug)?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(()));
@@ -164,8 +169,15 @@ impl SledStore {
                 };
                 am.insert(&record_key(&plan.uuid, a.version)[..], record.clone())?;
             }
-            if let Some(idx) = idx {
-                idx.write_all(&writers)?;
+            if let Some([segments, revokes]) = idx {
+                for w in &writers {
+                    for (k, v) in &w.segments {
+                        segments.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for k in &w.revokes {
+                        revokes.insert(&k[..], &[][..])?;
+                    }
+                }
             }
             Ok(())
         };
@@ -175,7 +187,7 @@ impl SledStore {
                 let [segments, revokes] = ix.all();
                 let all = (trees.0, trees.1, trees.2, segments, revokes);
                 all.transaction(|(am, ag, sl, segments, revokes)| {
-                    write(am, ag, sl, Some(IndexTx::new([segments, revokes])))
+                    write(am, ag, sl, Some([segments, revokes]))
                 })
             }
         };
@@ -185,7 +197,9 @@ impl SledStore {
             Err(TransactionError::Abort(())) => return Err(ImportFailure::NotEmpty),
             Err(TransactionError::Storage(e)) => return Err(sled_err(e)),
         }
-        self.make_durable().map_err(ImportFailure::Backend)
+        drop(hidden);
+        self.checkpoint_locked(&mut writer)
+            .map_err(ImportFailure::Backend)
     }
 }
 

@@ -13,7 +13,7 @@
 //! eight per amendment) made stores four times larger and imports several times slower. A
 //! segment is one key per append call, and the horizon keeps the reads near the cut.
 //!
-//! It is derived from the records alone, written in the same transaction as them, and
+//! It is derived from the records alone, written in the same append as them, and
 //! recomputed by `verify`, which reports any missing, extra or different entry: an edited
 //! index would change answers without touching a record. It is not a second source of truth:
 //! a store without it (made before it existed) answers from the records, and so does an
@@ -28,11 +28,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
     Amendment, Change, HistoryIndex, Placement, Slug, TermKey, VerifyFinding, Version,
 };
-use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 use sled::Tree;
 use uuid::Uuid;
 
 use crate::codec::*;
+use crate::staging::Staging;
+use crate::wal::TreeId;
 use crate::{SledStore, StoreError};
 
 /// Key, in sled's default tree, of the index layout a store keeps; written when a store is
@@ -65,7 +66,7 @@ impl IndexTrees {
         })
     }
 
-    /// The trees in the order [`IndexTx::new`] takes their transactional views.
+    /// The segments and revocations trees.
     pub(crate) fn all(&self) -> [&Tree; 2] {
         [&self.segments, &self.revokes]
     }
@@ -262,12 +263,11 @@ impl Segment {
     }
 }
 
-type TxResult<T> = Result<T, UnabortableTransactionError>;
+type TxResult<T> = Result<T, sled::Error>;
 
-/// The index trees' views inside one append or import transaction.
+/// The index trees as one append or import sees them: through its staged writes.
 pub(crate) struct IndexTx<'t> {
-    segments: &'t TransactionalTree,
-    revokes: &'t TransactionalTree,
+    staging: &'t Staging<'t>,
 }
 
 /// An append's index writer for one agreement.
@@ -277,13 +277,14 @@ pub(crate) struct IndexCursor<'c> {
 }
 
 impl<'t> IndexTx<'t> {
-    /// Takes the views in [`IndexTrees::all`]'s order.
-    pub(crate) fn new([segments, revokes]: [&'t TransactionalTree; 2]) -> IndexTx<'t> {
-        IndexTx { segments, revokes }
+    pub(crate) fn new(staging: &'t Staging<'t>) -> IndexTx<'t> {
+        IndexTx { staging }
     }
 
     fn segment(&self, agreement: &Uuid, end: Version) -> TxResult<Option<Segment>> {
-        let raw = self.segments.get(record_key(agreement, end))?;
+        let raw = self
+            .staging
+            .get(TreeId::IdxSegments, &record_key(agreement, end))?;
         Ok(raw.and_then(|r| Segment::decode(end, &r).ok()))
     }
 
@@ -360,17 +361,12 @@ impl<'t> IndexTx<'t> {
 
     fn write(&self, writer: &SegmentWriter) -> TxResult<()> {
         for (k, v) in &writer.segments {
-            self.segments.insert(k.as_slice(), v.as_slice())?;
+            self.staging.insert(TreeId::IdxSegments, k, v.clone());
         }
         for k in &writer.revokes {
-            self.revokes.insert(&k[..], &[][..])?;
+            self.staging.insert(TreeId::IdxRevokes, k, Vec::new());
         }
         Ok(())
-    }
-
-    /// Writes what an import's writers built.
-    pub(crate) fn write_all(&self, writers: &[SegmentWriter]) -> TxResult<()> {
-        writers.iter().try_for_each(|w| self.write(w))
     }
 }
 
@@ -502,7 +498,17 @@ impl SledIndex<'_> {
             }
         }
         let (from, to) = (record_key(&self.id, v), record_key(&self.id, Version::MAX));
+        // A segment that ends at `v` (every version appended on its own has one) is a point
+        // read; sled's range read copies a whole leaf node first, several times the cost.
         let found = self.store.guarded(|| {
+            let at = self
+                .trees
+                .segments
+                .get(from)
+                .map_err(|e| self.store.sled_err(e))?;
+            if let Some(raw) = at {
+                return Ok(Some((sled::IVec::from(&from[..]), raw)));
+            }
             let next = self.trees.segments.range(from..=to).next();
             next.transpose().map_err(|e| self.store.sled_err(e))
         })?;

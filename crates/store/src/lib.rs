@@ -13,14 +13,16 @@ mod error;
 mod guard;
 mod import;
 mod index;
+mod staging;
 mod verify;
+mod wal;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,11 +32,12 @@ use pactum_domain::{AgreementHead, Amendment, AppendRequest, Hash, Slug, Stamper
 #[cfg(test)]
 use pactum_domain::LedgerStore;
 use serde::Serialize;
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use uuid::Uuid;
 
 use codec::*;
 pub use error::StoreError;
+use staging::{Staging, TreeSet};
+use wal::TreeId;
 
 /// The store format version, written when a store is created and checked at every open.
 pub const FORMAT_VERSION: u32 = 1;
@@ -71,23 +74,51 @@ pub struct SledStore {
     durability: Durability,
     /// Lets one flush and fsync cover the appends of every thread that committed before it.
     commit: commit::GroupCommit,
-    /// The files an fsync must reach; `None` for a temporary store, which is not worth an fsync
-    /// and whose directory sled chose. Only the thread leading a group commit locks it.
+    /// The files a checkpoint must fsync; `None` for a temporary store, which is not worth an
+    /// fsync and whose directory sled chose. Only a checkpoint locks it.
     files: Option<Mutex<commit::StoreFiles>>,
+    /// Appends and imports go one at a time, so that the log's order is the order sled got
+    /// their keys in. sled's lock on the directory keeps other processes out.
+    writer: Mutex<Writer>,
+    /// Every read of the store holds it for reading, and an append holds it for writing while
+    /// it inserts its keys into sled one by one (`staging.rs`): nobody reads between them.
+    /// Taken after `writer`, never before.
+    visible: RwLock<()>,
+    /// A second handle on the write-ahead log, for group-commit syncs, which must not wait for
+    /// the writer lock; `None` for a temporary store.
+    wal_sync: Option<File>,
 }
+
+/// What appends share, under [`SledStore::writer`].
+#[derive(Default)]
+struct Writer {
+    /// The write-ahead log that makes appends durable (`wal.rs`); `None` for a temporary store.
+    wal: Option<wal::WalFile>,
+    /// This process has put [`DIRTY_KEY`] in sled: it has inserted keys outside a checkpoint.
+    dirty: bool,
+    /// Why an append failed halfway through inserting its keys: the store is refused for
+    /// appends until reopened, and is not checkpointed on close, so the next open recovers.
+    failed: Option<String>,
+}
+
+/// Key, in sled's default tree, present while a process may have left keys of an append in
+/// sled that its log does not account for (after a crash, keys past a head): the next open
+/// sweeps them (`SledStore::sweep`). Written before a process's first insert, removed by a
+/// clean close.
+const DIRTY_KEY: &[u8] = b"pactum.dirty";
 
 /// How far [`SledStore`] goes to make an append survive before reporting it. Exists so the
 /// `durability` example can measure what fsync costs; pactum itself always uses `Fsync`.
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// sled's flush, then fsync of what it wrote: `db`, new files and the directories that
-    /// gained or lost an entry (what ships).
+    /// The append's entry is written to the write-ahead log and the log is fdatasynced (what
+    /// ships).
     Fsync,
-    /// sled's flush only (`sync_file_range`: survives a process crash, not a power loss).
-    FlushOnly,
-    /// Neither: the append is in sled's buffers, written whenever sled gets to it.
-    NoFlush,
+    /// The entry is written to the log, not synced: survives a process crash, not a power loss.
+    WriteOnly,
+    /// Nothing is written: the append is in sled's buffers, written whenever sled gets to it.
+    Buffered,
 }
 
 /// One key/value of one tree, decoded where possible: for snapshot tests and debugging.
@@ -286,6 +317,17 @@ impl SledStore {
         } else {
             None
         };
+        let io_err = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let (wal, wal_sync, log) = if durable {
+            let (file, log) = wal::WalFile::open(&path).map_err(io_err)?;
+            let sync = file.sync_handle().map_err(io_err)?;
+            (Some(file), Some(sync), log)
+        } else {
+            (None, None, Vec::new())
+        };
         let store = SledStore {
             db,
             amendments,
@@ -296,9 +338,31 @@ impl SledStore {
             durability: Durability::Fsync,
             commit: commit::GroupCommit::new(),
             files,
+            writer: Mutex::new(Writer {
+                wal,
+                dirty: false,
+                failed: None,
+            }),
+            visible: RwLock::new(()),
+            wal_sync,
         };
-        if created {
-            store.make_durable()?;
+        let dirty = durable
+            && store
+                .db
+                .contains_key(DIRTY_KEY)
+                .map_err(|e| store.sled_err(e))?;
+        if !log.is_empty() || dirty {
+            // Left as it is for a person to look at if it fails: no checkpoint on drop.
+            let mut writer = store.write_lock();
+            let recovered = store.recover(&log).and_then(|()| store.sweep());
+            if let Err(e) = recovered {
+                writer.failed = Some(e.to_string());
+                return Err(e);
+            }
+            writer.dirty = dirty;
+        }
+        if created || !log.is_empty() || dirty {
+            store.close_cleanly()?;
         }
         Ok(store)
     }
@@ -310,6 +374,7 @@ impl SledStore {
 
     /// Every key/value in every tree, trees in name order, keys in byte order.
     pub fn dump(&self) -> Result<Vec<DumpEntry>, StoreError> {
+        let _reading = self.read_lock();
         let mut names = self.db.tree_names();
         names.sort();
         let mut out = Vec::new();
@@ -443,29 +508,128 @@ impl SledStore {
         self.durability = durability;
     }
 
-    /// Returns once what the caller's transaction (just committed) wrote is on disk. Call it
-    /// after every commit, before reporting it. Concurrent callers share one sync (group
-    /// commit, `commit.rs`).
-    fn make_durable(&self) -> Result<(), StoreError> {
-        let ticket = self.commit.ticket();
-        self.commit
-            .wait_durable(ticket, &self.path, || self.sync_now())
+    fn write_lock(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// sled's `flush` writes its log with `sync_file_range`, which leaves the disk cache and the
-    /// file metadata unflushed; so fsync what sled wrote (`StoreFiles::sync`: `db`, new files,
-    /// changed directories) before saying an append happened. The same pass makes files sled
-    /// created since (blobs) owner-only.
-    fn sync_now(&self) -> Result<(), StoreError> {
-        if self.durability != Durability::NoFlush {
-            self.db.flush().map_err(|e| self.sled_err(e))?;
+    /// Held by every read of the store (`guard.rs`), so that none sees half an append.
+    fn read_lock(&self) -> RwLockReadGuard<'_, ()> {
+        self.visible.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Held while keys go into sled outside a sled transaction.
+    fn hide(&self) -> RwLockWriteGuard<'_, ()> {
+        self.visible.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The trees by [`TreeId`].
+    fn tree_set(&self) -> TreeSet<'_> {
+        let [segments, revokes] = match &self.index {
+            Some(ix) => ix.all().map(Some),
+            None => [None, None],
+        };
+        [
+            Some(&self.amendments),
+            Some(&self.agreements),
+            Some(&self.slugs),
+            segments,
+            revokes,
+        ]
+    }
+
+    /// Logs an append's staged writes, inserts them, and returns once they are durable. The
+    /// log gets them before sled gets any (so a crash never leaves keys the log cannot
+    /// complete), and the writer lock is let go before waiting for the disk: while one thread
+    /// syncs, the others log theirs, and the next sync covers all of them (group commit,
+    /// `commit.rs`).
+    fn commit_staged(
+        &self,
+        mut writer: MutexGuard<'_, Writer>,
+        entry: &wal::Entry,
+    ) -> Result<(), StoreError> {
+        if entry.is_empty() {
+            return Ok(());
         }
-        if let Some(files) = &self.files {
-            let fsync = self.durability == Durability::Fsync;
-            let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
-            files.sync(fsync).map_err(|e| self.io_err(e))?;
+        let logged = match writer.wal.as_mut() {
+            Some(wal) if self.durability != Durability::Buffered => {
+                let mut frame = Vec::new();
+                entry.encode_into(&mut frame);
+                wal.write(&frame, false).map_err(|e| self.io_err(e))?;
+                true
+            }
+            _ => false,
+        };
+        if logged && !writer.dirty {
+            self.db
+                .insert(DIRTY_KEY, &[1u8][..])
+                .map_err(|e| self.sled_err(e))?;
+            writer.dirty = true;
+        }
+        let trees = self.tree_set();
+        let hidden = self.hide();
+        for request in &entry.requests {
+            if let Err(e) = staging::apply(&trees, &request.writes) {
+                let reason = format!("an append failed halfway through ({e}); reopen the store");
+                writer.failed = Some(reason.clone());
+                return Err(self.corrupt(reason));
+            }
+        }
+        drop(hidden);
+        let full = writer
+            .wal
+            .as_ref()
+            .is_some_and(|w| w.len() > wal::CHECKPOINT_BYTES);
+        if logged && (full || entry.has_large_value()) {
+            return self.checkpoint_locked(&mut writer);
+        }
+        let ticket = self.commit.ticket();
+        drop(writer);
+        if logged && self.durability == Durability::Fsync {
+            self.commit
+                .wait_durable(ticket, &self.path, || self.sync_log())?;
         }
         Ok(())
+    }
+
+    /// A group commit's sync: fdatasync of the log, which holds every append logged so far (or
+    /// a checkpoint emptied it after putting them in sled's files).
+    fn sync_log(&self) -> Result<(), StoreError> {
+        match &self.wal_sync {
+            Some(file) => file.sync_data().map_err(|e| self.io_err(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Puts everything sled holds on disk and empties the log: after an import, after
+    /// recovery, at a clean close, and whenever the log outgrows its bound or holds a large
+    /// value. sled's `flush` writes its log with `sync_file_range`, which leaves the disk cache
+    /// and the file metadata unflushed; so fsync what sled wrote (`StoreFiles::sync`: `db`, new files,
+    /// changed directories) before emptying the log. The same pass makes files sled created
+    /// since (blobs) owner-only. The caller holds the writer lock, so no append is halfway.
+    fn checkpoint_locked(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        let Some(wal) = writer.wal.as_mut() else {
+            return Ok(());
+        };
+        self.db.flush().map_err(|e| self.sled_err(e))?;
+        if let Some(files) = &self.files {
+            let mut files = files.lock().unwrap_or_else(PoisonError::into_inner);
+            files.sync(true).map_err(|e| self.io_err(e))?;
+        }
+        wal.reset().map_err(|e| self.io_err(e))
+    }
+
+    /// What a clean close does: takes away [`DIRTY_KEY`] and checkpoints, so that sled's files
+    /// alone hold the store and the log is empty.
+    fn close_cleanly(&self) -> Result<(), StoreError> {
+        let mut writer = self.write_lock();
+        if writer.failed.is_some() {
+            return Ok(());
+        }
+        if writer.dirty {
+            self.db.remove(DIRTY_KEY).map_err(|e| self.sled_err(e))?;
+            writer.dirty = false;
+        }
+        self.checkpoint_locked(&mut writer)
     }
 
     fn uuid_of(&self, agreement: &Slug) -> Result<Option<Uuid>, StoreError> {
@@ -507,6 +671,143 @@ impl SledStore {
             head_hash: Hash(h.head_hash),
             recorded_at,
         })
+    }
+}
+
+/// Recovery after a crash: the write-ahead log's appends that sled lacks, then keys a crash
+/// left past a head (`wal.rs`, `staging.rs`).
+impl SledStore {
+    /// Inserts, in order, every request of the log whose head sled does not hold yet. A
+    /// request is all in sled once its head is (it goes in last), and inserting it again is
+    /// harmless (same keys, same values).
+    fn recover(&self, log: &[u8]) -> Result<(), StoreError> {
+        let damaged = |reason: String| {
+            self.corrupt(format!(
+                "its write-ahead log {} does not fit the store: {reason}",
+                wal::WAL_FILE
+            ))
+        };
+        let entries = wal::decode_log(log).map_err(damaged)?;
+        let trees = self.tree_set();
+        for (n, entry) in entries.iter().enumerate() {
+            for request in &entry.requests {
+                let g = &request.guard;
+                let at = self.head_version(&g.agreement)?.unwrap_or(0);
+                if at >= g.to {
+                    continue;
+                }
+                if at != g.from {
+                    return Err(damaged(format!(
+                        "entry {} takes agreement {} from version {} to {}, but the store \
+                         holds version {at}",
+                        n + 1,
+                        g.agreement,
+                        g.from,
+                        g.to
+                    )));
+                }
+                staging::apply(&trees, &request.writes)
+                    .map_err(|e| damaged(format!("entry {}: {e}", n + 1)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The version of an agreement's head, by id.
+    fn head_version(&self, id: &Uuid) -> Result<Option<u64>, StoreError> {
+        let Some(raw) = self
+            .agreements
+            .get(id.as_bytes())
+            .map_err(|e| self.sled_err(e))?
+        else {
+            return Ok(None);
+        };
+        open_envelope::<StoredHead>(&raw)
+            .map(|h| Some(h.version))
+            .map_err(|r| self.decode_err(&id.to_string(), None, r))
+    }
+
+    /// Removes what an append a crash cut short left without its head (never reported done,
+    /// and not in the log, or recovery would have finished it): records, index segments and
+    /// revocations past an agreement's head, and a new agreement's slug, records and index
+    /// entries with no head at all. One seek per agreement and tree.
+    fn sweep(&self) -> Result<(), StoreError> {
+        let sled_err = |e| self.sled_err(e);
+        let mut heads = HashMap::new();
+        for kv in self.agreements.iter() {
+            let (k, _) = kv.map_err(sled_err)?;
+            if let Some(id) = uuid_from_bytes(&k) {
+                if let Some(v) = self.head_version(&id)? {
+                    heads.insert(id, v);
+                }
+            }
+        }
+        for kv in self.slugs.iter() {
+            let (k, v) = kv.map_err(sled_err)?;
+            if uuid_from_bytes(&v).is_some_and(|id| !heads.contains_key(&id)) {
+                self.slugs.remove(k).map_err(sled_err)?;
+            }
+        }
+        let mut trees = vec![(&self.amendments, false)];
+        if let Some(ix) = &self.index {
+            let [segments, revokes] = ix.all();
+            trees.push((segments, false));
+            trees.push((revokes, true));
+        }
+        for (tree, revokes) in trees {
+            let mut from = Vec::new();
+            while let Some(kv) = tree.range(from.as_slice()..).next() {
+                let (k, _) = kv.map_err(sled_err)?;
+                let Some(id) = k.get(..16).and_then(uuid_from_bytes) else {
+                    break; // not a pactum key: verify reports it
+                };
+                let head = heads.get(&id).copied();
+                for kv in tree.scan_prefix(id.as_bytes()) {
+                    let (k, _) = kv.map_err(sled_err)?;
+                    // Records and segments end in a version, revocations in the revoker's.
+                    let version = k
+                        .len()
+                        .checked_sub(8)
+                        .filter(|&at| at >= 16 && (revokes || at == 16))
+                        .and_then(|at| <[u8; 8]>::try_from(&k[at..]).ok())
+                        .map(u64::from_be_bytes);
+                    let past_head = match (head, version) {
+                        (None, _) => true,
+                        (Some(h), Some(v)) => v > h,
+                        (Some(_), None) => false,
+                    };
+                    if past_head {
+                        tree.remove(&k).map_err(sled_err)?;
+                    }
+                }
+                match next_prefix(id) {
+                    Some(next) => from = next.to_vec(),
+                    None => break,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The smallest 16-byte prefix after `id`'s.
+fn next_prefix(id: Uuid) -> Option<[u8; 16]> {
+    u128::from_be_bytes(*id.as_bytes())
+        .checked_add(1)
+        .map(u128::to_be_bytes)
+}
+
+/// A store closed cleanly leaves an empty write-ahead log and no [`DIRTY_KEY`], so that sled's
+/// files alone hold it (docs/STORAGE.md). A failure here leaves both for the next open.
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        let writer = self.write_lock();
+        let needed = writer.failed.is_none()
+            && (writer.dirty || writer.wal.as_ref().is_some_and(|w| w.len() > 0));
+        drop(writer);
+        if needed {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.close_cleanly()));
+        }
     }
 }
 
@@ -689,31 +990,34 @@ enum Abort {
     /// Request `n`'s new agreement id is already some agreement's.
     IdTaken(usize),
     Error(StoreError),
+    Sled(sled::Error),
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
+impl From<sled::Error> for Abort {
+    fn from(e: sled::Error) -> Abort {
+        Abort::Sled(e)
+    }
+}
+
+type TxResult<T> = Result<T, Abort>;
 
 fn abort<T>(e: Abort) -> TxResult<T> {
-    Err(ConflictableTransactionError::Abort(e))
+    Err(e)
 }
 
 impl SledStore {
-    fn append_tx(
+    /// Decides an append call against the trees and stages its writes; nothing is written.
+    fn stage_append(
         &self,
         requests: &[AppendRequest],
         plans: &[Plan],
-        tx: (
-            &sled::transaction::TransactionalTree,
-            &sled::transaction::TransactionalTree,
-            &sled::transaction::TransactionalTree,
-        ),
-        idx: Option<index::IndexTx<'_>>,
+        staging: &Staging<'_>,
     ) -> TxResult<Vec<Amendment>> {
-        let (am, ag, sl) = tx;
+        let idx = self.index.as_ref().map(|_| index::IndexTx::new(staging));
         let mut sealed = Vec::new();
         for (n, (req, plan)) in requests.iter().zip(plans).enumerate() {
             let slug = req.agreement.as_str();
-            let existing = match sl.get(slug)? {
+            let existing = match staging.get(TreeId::Slugs, slug.as_bytes())? {
                 None => None,
                 Some(raw) => {
                     let Some(uuid) = uuid_from_bytes(&raw) else {
@@ -722,7 +1026,7 @@ impl SledStore {
                             raw.len()
                         ))));
                     };
-                    let Some(head_raw) = ag.get(uuid.as_bytes())? else {
+                    let Some(head_raw) = staging.get(TreeId::Agreements, uuid.as_bytes())? else {
                         return abort(Abort::Error(
                             self.corrupt(format!("agreement {slug} ({uuid}) has no head record")),
                         ));
@@ -759,7 +1063,10 @@ impl SledStore {
                             "a new agreement's first amendment must have [open]",
                         )));
                     };
-                    if ag.get(plan.agreement_id.as_bytes())?.is_some() {
+                    if staging
+                        .get(TreeId::Agreements, plan.agreement_id.as_bytes())?
+                        .is_some()
+                    {
                         return abort(Abort::IdTaken(n));
                     }
                     let head = StoredHead {
@@ -820,7 +1127,7 @@ impl SledStore {
                         ))
                     }
                 };
-                am.insert(&record_key(&uuid, version)[..], record)?;
+                staging.insert(TreeId::Amendments, &record_key(&uuid, version), record);
                 if let Some(Err(e)) = indexing.as_mut().map(|c| c.add(&a)).transpose()? {
                     return abort(Abort::Error(
                         self.refused(&req.agreement, &format!("encoding failed: {e}")),
@@ -845,10 +1152,16 @@ impl SledStore {
                     ))
                 }
             };
-            ag.insert(uuid.as_bytes(), head_bytes)?;
+            // The head goes in last: a head in sled means all of its request is (`staging.rs`).
             if is_new {
-                sl.insert(slug, uuid.as_bytes())?;
+                staging.insert(TreeId::Slugs, slug.as_bytes(), uuid.as_bytes().to_vec());
             }
+            staging.insert(TreeId::Agreements, uuid.as_bytes(), head_bytes);
+            staging.finish_request(wal::Guard {
+                agreement: uuid,
+                from: actual,
+                to: head.version,
+            });
         }
         Ok(sealed)
     }
@@ -943,46 +1256,37 @@ impl SledStore {
                 }
             })
             .collect();
-        let trees = (&self.amendments, &self.agreements, &self.slugs);
+        let writer = self.write_lock();
+        if let Some(reason) = &writer.failed {
+            return Err(self.io_err(io::Error::other(reason.clone())).into());
+        }
         for _ in 0..ID_ATTEMPTS {
-            let result = match &self.index {
-                None => trees.transaction(|(am, ag, sl)| {
-                    self.append_tx(requests, &plans, (am, ag, sl), None)
-                }),
-                Some(ix) => {
-                    let [segments, revokes] = ix.all();
-                    let all = (trees.0, trees.1, trees.2, segments, revokes);
-                    all.transaction(|(am, ag, sl, segments, revokes)| {
-                        let idx = index::IndexTx::new([segments, revokes]);
-                        self.append_tx(requests, &plans, (am, ag, sl), Some(idx))
-                    })
-                }
-            };
-            match result {
+            let staging = Staging::new(self.tree_set());
+            match self.stage_append(requests, &plans, &staging) {
                 Ok(sealed) => {
-                    self.make_durable()?;
+                    self.commit_staged(writer, &staging.into_entry())?;
                     return Ok(sealed);
                 }
-                Err(TransactionError::Abort(Abort::Conflict {
+                Err(Abort::Conflict {
                     agreement,
                     expected,
                     actual,
-                })) => {
+                }) => {
                     return Err(StoreFailure::Conflict {
                         agreement,
                         expected,
                         actual,
                     })
                 }
-                Err(TransactionError::Abort(Abort::IdTaken(n))) => {
+                Err(Abort::IdTaken(n)) => {
                     if let Some(plan) = plans.get_mut(n) {
                         if let Some(&(now, _)) = plan.stamps.first() {
                             plan.agreement_id = stamper.new_id(now);
                         }
                     }
                 }
-                Err(TransactionError::Abort(Abort::Error(e))) => return Err(e.into()),
-                Err(TransactionError::Storage(e)) => return Err(self.sled_err(e).into()),
+                Err(Abort::Error(e)) => return Err(e.into()),
+                Err(Abort::Sled(e)) => return Err(self.sled_err(e).into()),
             }
         }
         Err(self

@@ -340,3 +340,44 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    /// What an append is decided against (is a term in force, was a version revoked) answers
+    /// the same from an index as from the timeline.
+    #[test]
+    fn the_index_decides_appends_as_the_timeline_does(
+        specs in proptest::collection::vec(amendment_spec(), 1..=40),
+        raw_points in points(),
+    ) {
+        let ledger = build(&specs);
+        let index = MemoryIndex::new(&ledger.amendments);
+        let tl = Timeline::new(&ledger.amendments).unwrap();
+        let n = specs.len() as Version;
+        let terms: std::collections::BTreeSet<TermKey> = ledger
+            .amendments
+            .iter()
+            .flat_map(|a| a.changes.iter().map(|c| c.term().clone()))
+            .collect();
+        for raw in raw_points {
+            let p = point(n, raw);
+            for term in &terms {
+                prop_assert_eq!(
+                    crate::in_force_via_index(&index, term, p).unwrap(),
+                    tl.in_force(term, p).is_some(),
+                    "{} at {:?}", term, p
+                );
+            }
+        }
+        for k in 0..=n {
+            for v in 0..=n + 1 {
+                prop_assert_eq!(
+                    crate::revoked_by_via_index(&index, v, k).unwrap(),
+                    tl.revoked_by(v, k),
+                    "v{} at k{}", v, k
+                );
+            }
+        }
+    }
+}

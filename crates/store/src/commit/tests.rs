@@ -318,3 +318,199 @@ fn a_blob_sled_writes_for_a_large_record_is_closed_before_the_append_returns() {
     let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
     assert_eq!(store.amendments(&slug).unwrap().len(), 2);
 }
+
+// Recovery from the write-ahead log. A killed process leaves sled behind its log; these tests
+// make that state by hand: a copy of the store taken before some appends, given the log those
+// appends wrote.
+
+fn copy_store(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_store(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The frames in a store's log, without the zeros the file is preallocated with.
+fn log_of(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path.join(crate::wal::WAL_FILE)).unwrap();
+    let mut end = 0;
+    while let Some(header) = bytes.get(end..end + 4) {
+        let len = u32::from_le_bytes(header.try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        end += 8 + len;
+    }
+    bytes.truncate(end);
+    bytes
+}
+
+/// A store at version 1 (`before`), and the same store taken to version 3 by two appends
+/// (`after`), with the log those two appends wrote and where the second one's entry starts.
+struct Scene {
+    _dir: tempfile::TempDir,
+    before: PathBuf,
+    after: PathBuf,
+    log: Vec<u8>,
+    second: usize,
+}
+
+fn scene() -> Scene {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, after) = (dir.path().join("before"), dir.path().join("after"));
+    let stamper = stamper();
+    let slug = Slug::parse("logged").unwrap();
+    let store = SledStore::open(&after, OpenMode::CreateIfMissing).unwrap();
+    append_one(&store, &stamper, &slug, 1);
+    drop(store);
+    assert!(log_of(&after).is_empty(), "a clean close empties the log");
+    copy_store(&after, &before);
+    let store = SledStore::open(&after, OpenMode::MustExist).unwrap();
+    append_one(&store, &stamper, &slug, 2);
+    let second = log_of(&after).len();
+    append_one(&store, &stamper, &slug, 3);
+    let log = log_of(&after);
+    assert!(second > 0 && log.len() > second);
+    drop(store);
+    Scene {
+        _dir: dir,
+        before,
+        after,
+        log,
+        second,
+    }
+}
+
+fn versions(path: &Path) -> Vec<u64> {
+    let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+    let slug = Slug::parse("logged").unwrap();
+    assert!(store.verify_chain(&slug).unwrap().findings.is_empty());
+    store
+        .amendments(&slug)
+        .unwrap()
+        .iter()
+        .map(|a| a.version)
+        .collect()
+}
+
+fn dump(path: &Path) -> Vec<crate::DumpEntry> {
+    SledStore::open(path, OpenMode::MustExist)
+        .unwrap()
+        .dump()
+        .unwrap()
+}
+
+#[test]
+fn appends_only_in_the_log_are_applied_at_open() {
+    let s = scene();
+    std::fs::write(s.before.join(crate::wal::WAL_FILE), &s.log).unwrap();
+    assert_eq!(versions(&s.before), [1, 2, 3]);
+    assert!(
+        log_of(&s.before).is_empty(),
+        "recovery ends in a checkpoint"
+    );
+    assert_eq!(dump(&s.before), dump(&s.after));
+}
+
+#[test]
+fn entries_the_store_already_holds_are_skipped() {
+    let s = scene();
+    let expected = dump(&s.after);
+    std::fs::write(s.after.join(crate::wal::WAL_FILE), &s.log).unwrap();
+    assert_eq!(versions(&s.after), [1, 2, 3]);
+    assert_eq!(dump(&s.after), expected);
+    // The store holding the first entry only: the second is applied.
+    std::fs::write(s.before.join(crate::wal::WAL_FILE), &s.log[..s.second]).unwrap();
+    assert_eq!(versions(&s.before), [1, 2]);
+    std::fs::write(s.before.join(crate::wal::WAL_FILE), &s.log).unwrap();
+    assert_eq!(dump(&s.before), expected);
+}
+
+#[test]
+fn an_entry_cut_short_at_the_end_is_an_append_that_never_happened() {
+    let s = scene();
+    for cut in [s.second + 1, s.second + 8, s.log.len() - 1] {
+        let copy = s.before.with_extension(format!("cut{cut}"));
+        copy_store(&s.before, &copy);
+        std::fs::write(copy.join(crate::wal::WAL_FILE), &s.log[..cut]).unwrap();
+        assert_eq!(versions(&copy), [1, 2], "log cut at byte {cut}");
+    }
+}
+
+#[test]
+fn a_log_that_does_not_fit_the_store_is_refused_and_nothing_is_written() {
+    let s = scene();
+    let expected = dump(&s.before);
+    let refused = |log: &[u8], says: &str| {
+        std::fs::write(s.before.join(crate::wal::WAL_FILE), log).unwrap();
+        let err = SledStore::open(&s.before, OpenMode::MustExist)
+            .err()
+            .expect("the open is refused");
+        let text = err.to_string();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
+        assert!(
+            text.contains("write-ahead log") && text.contains(says),
+            "{text}"
+        );
+        assert!(
+            log_of(&s.before) == log,
+            "the log is left for a person to look at"
+        );
+        std::fs::write(s.before.join(crate::wal::WAL_FILE), b"").unwrap();
+        assert_eq!(dump(&s.before), expected, "nothing was applied");
+    };
+    // The second append's entry without the first: version 1 cannot go from 2 to 3.
+    refused(&s.log[s.second..], "holds version 1");
+    // A flipped byte inside the first entry, with the second after it.
+    let mut damaged = s.log.clone();
+    damaged[s.second / 2] ^= 0x10;
+    refused(&damaged, "checksum");
+}
+
+#[test]
+fn keys_a_crash_left_past_a_head_are_swept_at_the_next_open() {
+    let s = scene();
+    let expected = dump(&s.after);
+    let id = {
+        let store = SledStore::open(&s.after, OpenMode::MustExist).unwrap();
+        let slug = Slug::parse("logged").unwrap();
+        let id = store.uuid_of(&slug).unwrap().unwrap();
+        // What a cut-short version 4 and a cut-short new agreement would have left.
+        let ghost = uuid::Uuid::from_u128(u128::from_be_bytes(*id.as_bytes()).wrapping_add(1));
+        let amendments = store.raw_tree(crate::TREE_AMENDMENTS).unwrap();
+        amendments
+            .insert(crate::codec::record_key(&id, 4), b"x".as_slice())
+            .unwrap();
+        amendments
+            .insert(crate::codec::record_key(&ghost, 1), b"x".as_slice())
+            .unwrap();
+        let segments = store.raw_tree(crate::index::TREE_IDX_SEGMENTS).unwrap();
+        segments
+            .insert(crate::codec::record_key(&id, 4), b"x".as_slice())
+            .unwrap();
+        let revokes = store.raw_tree(crate::index::TREE_IDX_REVOKES).unwrap();
+        let mut revoke = crate::codec::record_key(&id, 2).to_vec();
+        revoke.extend_from_slice(&4u64.to_be_bytes());
+        revokes.insert(revoke, b"".as_slice()).unwrap();
+        let slugs = store.raw_tree(crate::TREE_SLUGS).unwrap();
+        slugs.insert(b"ghost", ghost.as_bytes().as_slice()).unwrap();
+        store.db.insert(crate::DIRTY_KEY, b"1".as_slice()).unwrap();
+        store.db.flush().unwrap();
+        id
+    };
+    assert_eq!(dump(&s.after), expected, "the open swept them");
+    assert_eq!(versions(&s.after), [1, 2, 3]);
+    let store = SledStore::open(&s.after, OpenMode::MustExist).unwrap();
+    assert!(!store.db.contains_key(crate::DIRTY_KEY).unwrap());
+    assert!(store
+        .head(&Slug::parse("ghost").unwrap())
+        .unwrap()
+        .is_none());
+    assert!(store.uuid_of(&Slug::parse("logged").unwrap()).unwrap() == Some(id));
+}
