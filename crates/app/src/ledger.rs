@@ -247,11 +247,33 @@ impl<S: LedgerStore> Ledger<S> {
 
     /// The agreement's projection, ready for any number of queries.
     pub fn timeline(&self, agreement: &Slug) -> Result<Timeline, AppError> {
+        // Moved into the timeline, not copied: the history and its copy never both live.
         let amendments = self.log(agreement)?;
-        Timeline::new(&amendments).map_err(|source| AppError::Projection {
+        Timeline::from_history(amendments).map_err(|source| AppError::Projection {
             agreement: agreement.clone(),
             source,
         })
+    }
+
+    /// Every agreement's timeline, from one pass over the store, handed to `visit` with the
+    /// agreement's head, agreements in any order and possibly from several threads at once: a
+    /// replay of everything, and the primitive of questions across the portfolio (which
+    /// agreements have a term in force on a day). A timeline that cannot be built (a damaged
+    /// history) is handed over as its error; a store that cannot be read ends the pass.
+    pub fn for_each_timeline(
+        &self,
+        visit: impl Fn(&AgreementHead, Result<Timeline, AppError>) + Sync,
+    ) -> Result<(), AppError> {
+        self.store
+            .for_each_history(&|head, history| {
+                let timeline =
+                    Timeline::from_history(history).map_err(|source| AppError::Projection {
+                        agreement: head.agreement.clone(),
+                        source,
+                    });
+                visit(&head, timeline);
+            })
+            .map_err(AppError::store)
     }
 
     /// The terms in force at a knowledge cut, on a day (SPEC §3).

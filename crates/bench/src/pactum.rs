@@ -2,6 +2,8 @@
 //! the path the `pactum` command takes.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate};
@@ -376,8 +378,8 @@ pub fn concurrent_appends(ledger: &PactumLedger, cfg: &Config) -> Result<f64, Be
 }
 
 /// Opens the store cold (a new `SledStore::open`), reads every agreement, decodes it, builds
-/// its projection and computes its terms at the latest version. Returns the amendments done
-/// and the time, open included.
+/// its projection and computes its terms at the latest version, in one pass over the store
+/// (`Ledger::for_each_timeline`). Returns the amendments done and the time, open included.
 pub fn replay(path: &Path) -> Result<(u64, Duration), BenchError> {
     let far = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
     let t = Instant::now();
@@ -385,15 +387,26 @@ pub fn replay(path: &Path) -> Result<(u64, Duration), BenchError> {
         SledStore::open(path, OpenMode::MustExist)?,
         Box::new(SystemStamper),
     );
-    let mut n = 0;
-    for head in ledger.agreements()? {
-        let timeline = ledger.timeline(&head.agreement)?;
-        let terms = timeline.terms_at(Point {
-            version: timeline.latest(),
-            on: far,
-        });
-        std::hint::black_box(terms);
-        n += timeline.latest();
+    let done = AtomicU64::new(0);
+    let failed = Mutex::new(None);
+    ledger.for_each_timeline(|_, timeline| match timeline {
+        Ok(timeline) => {
+            let terms = timeline.terms_at(Point {
+                version: timeline.latest(),
+                on: far,
+            });
+            std::hint::black_box(terms);
+            done.fetch_add(timeline.latest(), Ordering::Relaxed);
+        }
+        Err(e) => {
+            failed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert(e);
+        }
+    })?;
+    if let Some(e) = failed.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        return Err(e.into());
     }
-    Ok((n, t.elapsed()))
+    Ok((done.into_inner(), t.elapsed()))
 }

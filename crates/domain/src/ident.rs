@@ -29,6 +29,11 @@ pub struct Slug(String);
 
 impl Slug {
     pub fn parse(s: &str) -> Result<Self, IdentError> {
+        Self::check(s)?;
+        Ok(Slug(s.to_owned()))
+    }
+
+    fn check(s: &str) -> Result<(), IdentError> {
         let bytes = s.as_bytes();
         let first_ok = bytes
             .first()
@@ -37,7 +42,7 @@ impl Slug {
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if first_ok && rest_ok && bytes.len() <= SLUG_MAX {
-            Ok(Slug(s.to_owned()))
+            Ok(())
         } else {
             Err(IdentError::Slug(s.to_owned()))
         }
@@ -56,6 +61,11 @@ pub struct TermKey(String);
 
 impl TermKey {
     pub fn parse(s: &str) -> Result<Self, IdentError> {
+        Self::check(s)?;
+        Ok(TermKey(s.to_owned()))
+    }
+
+    fn check(s: &str) -> Result<(), IdentError> {
         let segment_ok = |seg: &str| {
             let b = seg.as_bytes();
             b.first()
@@ -65,7 +75,7 @@ impl TermKey {
                 })
         };
         if !s.is_empty() && s.len() <= TERM_KEY_MAX && s.split('.').all(segment_ok) {
-            Ok(TermKey(s.to_owned()))
+            Ok(())
         } else {
             Err(IdentError::TermKey(s.to_owned()))
         }
@@ -84,10 +94,12 @@ macro_rules! string_newtype_impls {
                 Self::parse(s)
             }
         }
+        /// Keeps the string it checks (no copy).
         impl TryFrom<String> for $t {
             type Error = IdentError;
             fn try_from(s: String) -> Result<Self, IdentError> {
-                Self::parse(&s)
+                Self::check(&s)?;
+                Ok(Self(s))
             }
         }
         impl From<$t> for String {

@@ -75,6 +75,22 @@ pub trait LedgerStore {
     /// One agreement's amendments in version order; empty if it does not exist.
     fn amendments(&self, agreement: &Slug) -> Result<Vec<Amendment>, Self::Error>;
 
+    /// Every agreement's head and amendments (in version order), one agreement per call of
+    /// `visit`, agreements in any order and possibly from several threads at once: the pass
+    /// over the whole store that a replay of everything, or a query across the portfolio,
+    /// makes. The default reads agreement by agreement; a backend overrides it with one
+    /// sequential read.
+    fn for_each_history(
+        &self,
+        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
+    ) -> Result<(), Self::Error> {
+        for head in self.agreements()? {
+            let history = self.amendments(&head.agreement)?;
+            visit(head, history);
+        }
+        Ok(())
+    }
+
     /// Appends every request's drafts, or none of them.
     fn append(
         &self,

@@ -312,29 +312,38 @@ pub fn body_of(a: &Amendment) -> StoredBody {
 
 /// The domain amendment a decoded record stands for; fails on anything the domain types refuse.
 pub fn amendment_of(s: &StoredAmendment) -> Result<Amendment, String> {
-    let b = &s.body;
+    into_amendment(s.clone())
+}
+
+/// [`amendment_of`], moving the record's strings into the amendment instead of copying them.
+pub fn into_amendment(s: StoredAmendment) -> Result<Amendment, String> {
+    let StoredAmendment {
+        body: b,
+        prev_hash,
+        hash,
+    } = s;
     let changes = b
         .changes
-        .iter()
-        .map(change_of)
+        .into_iter()
+        .map(into_change)
         .collect::<Result<Vec<_>, String>>()?;
     Ok(Amendment {
         version: b.version,
         id: Uuid::from_bytes(b.id),
-        agreement: Slug::parse(&b.agreement).map_err(err)?,
+        agreement: Slug::try_from(b.agreement).map_err(err)?,
         effective: date(b.effective)?,
         recorded_at: time(b.recorded_at)?,
-        title: b.title.clone(),
-        summary: b.summary.clone(),
-        sources: b.sources.clone(),
-        open: b.open.as_ref().map(|o| Opening {
-            name: o.name.clone(),
-            parties: o.parties.clone(),
+        title: b.title,
+        summary: b.summary,
+        sources: b.sources,
+        open: b.open.map(|o| Opening {
+            name: o.name,
+            parties: o.parties,
         }),
         changes,
-        revokes: b.revokes.clone(),
-        prev_hash: Hash(s.prev_hash),
-        hash: Hash(s.hash),
+        revokes: b.revokes,
+        prev_hash: Hash(prev_hash),
+        hash: Hash(hash),
     })
 }
 
@@ -372,21 +381,29 @@ pub const CHECKPOINT: u64 = 64;
 
 /// The domain change a stored one stands for; fails on anything the domain types refuse.
 pub fn change_of(c: &StoredChange) -> Result<Change, String> {
+    into_change(c.clone())
+}
+
+/// [`change_of`], moving the strings.
+fn into_change(c: StoredChange) -> Result<Change, String> {
     Ok(match c {
         StoredChange::Set {
             term,
             value,
             text,
             until,
-        } => Change::Set {
-            term: TermKey::parse(term).map_err(err)?,
-            value: value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?,
-            text: text.clone(),
-            until: until.map(date).transpose()?,
-        },
+        } => {
+            let value = value_from_nodes(&value).map_err(|e| format!("term {term}: {e}"))?;
+            Change::Set {
+                term: TermKey::try_from(term).map_err(err)?,
+                value,
+                text,
+                until: until.map(date).transpose()?,
+            }
+        }
         StoredChange::Remove { term, text } => Change::Remove {
-            term: TermKey::parse(term).map_err(err)?,
-            text: text.clone(),
+            term: TermKey::try_from(term).map_err(err)?,
+            text,
         },
     })
 }

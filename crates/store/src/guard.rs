@@ -54,6 +54,13 @@ impl LedgerStore for SledStore {
         self.reading(|| self.amendments_unguarded(agreement))
     }
 
+    fn for_each_history(
+        &self,
+        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
+    ) -> Result<(), StoreError> {
+        self.reading(|| self.histories_unguarded(visit))
+    }
+
     fn append(
         &self,
         requests: &[AppendRequest],

@@ -48,7 +48,7 @@ fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
         ));
     }
     // What a later read returns must be what was given, to the microsecond and the digit.
-    let back = open_envelope::<StoredAmendment>(&record).and_then(|s| amendment_of(&s));
+    let back = open_envelope::<StoredAmendment>(&record).and_then(into_amendment);
     if back.as_ref() != Ok(a) {
         return Err(format!(
             "{at}: the store cannot hold it exactly (it would read back differently)"

@@ -768,7 +768,7 @@ impl SledStore {
             if version > reach {
                 break;
             }
-            let Ok(a) = open_envelope::<StoredAmendment>(&v).and_then(|s| amendment_of(&s)) else {
+            let Ok(a) = open_envelope::<StoredAmendment>(&v).and_then(into_amendment) else {
                 // The chain check reports it; what its index entries should be is unknown.
                 return Ok(found.finish());
             };

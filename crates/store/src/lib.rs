@@ -13,6 +13,7 @@ mod error;
 mod guard;
 mod import;
 mod index;
+mod scan;
 mod staging;
 mod verify;
 mod wal;
@@ -661,16 +662,7 @@ impl SledStore {
 
     fn head_of(&self, agreement: &Slug, uuid: &Uuid) -> Result<AgreementHead, StoreError> {
         let h = self.stored_head(agreement.as_str(), uuid)?;
-        let recorded_at = time(h.recorded_at)
-            .map_err(|reason| self.decode_err(agreement.as_str(), None, reason))?;
-        Ok(AgreementHead {
-            agreement: agreement.clone(),
-            name: h.name,
-            parties: h.parties,
-            version: h.version,
-            head_hash: Hash(h.head_hash),
-            recorded_at,
-        })
+        self.head_from(agreement.clone(), h)
     }
 }
 
@@ -1207,7 +1199,7 @@ impl SledStore {
                     k.len()
                 )));
             };
-            let decoded = open_envelope::<StoredAmendment>(&v).and_then(|s| amendment_of(&s));
+            let decoded = open_envelope::<StoredAmendment>(&v).and_then(into_amendment);
             out.push(decoded.map_err(|r| self.decode_err(agreement.as_str(), Some(version), r))?);
         }
         Ok(out)

@@ -990,3 +990,46 @@ fn documented_example_record() {
         ]
     );
 }
+
+/// The default `for_each_history`: agreement by agreement, through the trait's other methods.
+struct OneByOne<'a>(&'a SledStore);
+
+impl OneByOne<'_> {
+    fn histories(&self) -> Vec<(AgreementHead, Vec<Amendment>)> {
+        let mut out = Vec::new();
+        for head in self.0.agreements().unwrap() {
+            let history = self.0.amendments(&head.agreement).unwrap();
+            out.push((head, history));
+        }
+        out
+    }
+}
+
+#[test]
+fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
+    let store = SledStore::temporary().unwrap();
+    let stamper = stamper();
+    // Enough agreements and records to fill several chunks, one of them long.
+    for n in 0..40 {
+        let name = format!("agreement-{n:02}");
+        let mut drafts = vec![opening(&name, vec![set("fee.base", Value::Int(n))])];
+        let extra = if n == 7 { 700 } else { n % 5 };
+        for v in 0..extra {
+            drafts.push(amend(
+                &name,
+                &format!("v{v}"),
+                vec![set("fee.base", Value::Int(v))],
+            ));
+        }
+        store.append(&[req(&name, 0, drafts)], &stamper).unwrap();
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    store
+        .for_each_history(&|head, history| seen.lock().unwrap().push((head, history)))
+        .unwrap();
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort_by(|a, b| a.0.agreement.cmp(&b.0.agreement));
+    let expected = OneByOne(&store).histories();
+    assert_eq!(seen.len(), 40);
+    assert_eq!(seen, expected);
+}

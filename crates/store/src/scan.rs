@@ -1,0 +1,161 @@
+//! The pass over the whole store (`LedgerStore::for_each_history`): one sequential read of the
+//! `amendments` tree instead of a prefix scan per agreement, with the records decoded by
+//! worker threads while this thread reads on.
+//!
+//! sled's range read copies a whole leaf node each time it starts, so a scan per agreement
+//! pays that once per agreement; one iterator over the tree pays it once per leaf. Decoding
+//! a record costs more than reading it, so it runs on every core.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use pactum_domain::{AgreementHead, Amendment, Hash, Slug};
+use uuid::Uuid;
+
+use crate::codec::*;
+use crate::{SledStore, StoreError};
+
+/// Records sent to a worker at a time (whole agreements; a long one goes alone).
+const CHUNK_RECORDS: usize = 512;
+
+/// An agreement's head and its raw records (version, bytes), as read.
+type Raw = (AgreementHead, Vec<(u64, sled::IVec)>);
+
+impl SledStore {
+    pub(crate) fn histories_unguarded(
+        &self,
+        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
+    ) -> Result<(), StoreError> {
+        let mut heads = self.heads_by_id()?;
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+        let failure: Mutex<Option<StoreError>> = Mutex::new(None);
+        let fail = |e: StoreError| {
+            let mut first = failure.lock().unwrap_or_else(PoisonError::into_inner);
+            first.get_or_insert(e);
+        };
+        let (send, receive) = sync_channel::<Vec<Raw>>(workers * 2);
+        // Held by the workers only: if they all stop (a panic in `visit`), sending fails
+        // instead of waiting forever.
+        let receive = Arc::new(Mutex::new(receive));
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let receive = Arc::clone(&receive);
+                let fail = &fail;
+                s.spawn(move || self.decode_chunks(&receive, visit, fail));
+            }
+            drop(receive);
+            let mut chunk: Vec<Raw> = Vec::new();
+            let mut in_chunk = 0;
+            let mut current: Option<(Uuid, Raw)> = None;
+            for kv in self.amendments.iter() {
+                let (k, v) = match kv {
+                    Ok(kv) => kv,
+                    Err(e) => {
+                        fail(self.sled_err(e));
+                        break;
+                    }
+                };
+                let Some((id, version)) = split_record_key(&k) else {
+                    fail(self.corrupt(format!("a record key of {} bytes, not 24", k.len())));
+                    break;
+                };
+                if current.as_ref().is_none_or(|(at, _)| *at != id) {
+                    if let Some((_, raw)) = current.take() {
+                        in_chunk += raw.1.len();
+                        chunk.push(raw);
+                    }
+                    if in_chunk >= CHUNK_RECORDS {
+                        if send.send(std::mem::take(&mut chunk)).is_err() {
+                            break;
+                        }
+                        in_chunk = 0;
+                    }
+                    // Records of an id without a head are no agreement's (verify says so).
+                    current = heads.remove(&id).map(|head| (id, (head, Vec::new())));
+                }
+                if let Some((_, (_, records))) = current.as_mut() {
+                    records.push((version, v));
+                }
+            }
+            chunk.extend(current.map(|(_, raw)| raw));
+            // Agreements without a record (only a damaged store has them) get an empty history.
+            chunk.extend(heads.into_values().map(|head| (head, Vec::new())));
+            let _ = send.send(chunk);
+            drop(send);
+        });
+        match failure.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every head, by agreement id.
+    fn heads_by_id(&self) -> Result<HashMap<Uuid, AgreementHead>, StoreError> {
+        let mut heads = HashMap::new();
+        for kv in self.agreements.iter() {
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            let id = uuid_from_bytes(&k).ok_or_else(|| {
+                self.corrupt(format!("an agreements key of {} bytes, not 16", k.len()))
+            })?;
+            let stored: StoredHead =
+                open_envelope(&v).map_err(|r| self.decode_err(&id.to_string(), None, r))?;
+            let slug = Slug::parse(&stored.slug)
+                .map_err(|e| self.corrupt(format!("agreement {id} has a bad slug: {e}")))?;
+            heads.insert(id, self.head_from(slug, stored)?);
+        }
+        Ok(heads)
+    }
+
+    /// A worker: decodes the chunks it receives and visits each agreement.
+    fn decode_chunks(
+        &self,
+        receive: &Mutex<Receiver<Vec<Raw>>>,
+        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
+        fail: &(dyn Fn(StoreError) + Sync),
+    ) {
+        loop {
+            let next = receive
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            let Ok(chunk) = next else {
+                return;
+            };
+            for (head, records) in chunk {
+                let decoded: Result<Vec<Amendment>, StoreError> = records
+                    .iter()
+                    .map(|(version, raw)| {
+                        open_envelope::<StoredAmendment>(raw)
+                            .and_then(into_amendment)
+                            .map_err(|r| {
+                                self.decode_err(head.agreement.as_str(), Some(*version), r)
+                            })
+                    })
+                    .collect();
+                match decoded {
+                    Ok(history) => visit(head, history),
+                    Err(e) => fail(e),
+                }
+            }
+        }
+    }
+
+    /// The domain's head from a stored one.
+    pub(crate) fn head_from(
+        &self,
+        agreement: Slug,
+        h: StoredHead,
+    ) -> Result<AgreementHead, StoreError> {
+        let recorded_at = time(h.recorded_at)
+            .map_err(|reason| self.decode_err(agreement.as_str(), None, reason))?;
+        Ok(AgreementHead {
+            agreement,
+            name: h.name,
+            parties: h.parties,
+            version: h.version,
+            head_hash: Hash(h.head_hash),
+            recorded_at,
+        })
+    }
+}
