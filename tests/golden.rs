@@ -173,7 +173,10 @@ fn a_store_of_a_newer_format_is_refused_by_name_and_number() {
         meta.insert("pactum.format", &newer.to_be_bytes()).unwrap();
         meta.flush().unwrap();
     }
-    match SledStore::open(&env.store(), OpenMode::MustExist) {
+    // Waiting as the CLI does: sled lets go of its lock on the directory a moment after the
+    // store above is dropped, from a thread of its own.
+    let wait = std::time::Duration::from_secs(3);
+    match SledStore::open_waiting(&env.store(), OpenMode::MustExist, wait) {
         Err(StoreError::NewerFormat {
             found, supported, ..
         }) => assert_eq!((found, supported), (newer, FORMAT_VERSION)),

@@ -383,10 +383,9 @@ pub fn concurrent_appends(ledger: &PactumLedger, cfg: &Config) -> Result<f64, Be
 pub fn replay(path: &Path) -> Result<(u64, Duration), BenchError> {
     let far = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
     let t = Instant::now();
-    let ledger = Ledger::new(
-        SledStore::open(path, OpenMode::MustExist)?,
-        Box::new(SystemStamper),
-    );
+    // sled lets go of the directory a moment after the import's store is dropped.
+    let store = SledStore::open_waiting(path, OpenMode::MustExist, Duration::from_secs(3))?;
+    let ledger = Ledger::new(store, Box::new(SystemStamper));
     let done = AtomicU64::new(0);
     let failed = Mutex::new(None);
     ledger.for_each_timeline(|_, timeline| match timeline {

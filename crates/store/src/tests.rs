@@ -1033,3 +1033,43 @@ fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
     assert_eq!(seen.len(), 40);
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn a_big_call_staged_by_two_threads_writes_what_one_request_at_a_time_does() {
+    // 6 agreements × 20 drafts: over PARALLEL_DRAFTS, so the call takes the two-thread path.
+    let requests: Vec<AppendRequest> = (0..6)
+        .map(|n| {
+            let name = format!("big-{n}");
+            let mut drafts = vec![opening(&name, vec![set("fee.base", Value::Int(n))])];
+            for v in 1..20 {
+                let term = format!("fee.item-{}", v % 7);
+                drafts.push(amend(
+                    &name,
+                    &format!("v{v}"),
+                    vec![set(&term, Value::Int(v))],
+                ));
+            }
+            req(&name, 0, drafts)
+        })
+        .collect();
+    assert!(split_point(&requests).is_some(), "the call is split");
+    let together = SledStore::temporary().unwrap();
+    let sealed = together.append(&requests, &stamper()).unwrap();
+    assert_eq!(sealed.len(), 120);
+    let one_by_one = SledStore::temporary().unwrap();
+    let stamper = stamper();
+    let mut sealed_one_by_one = Vec::new();
+    for r in &requests {
+        sealed_one_by_one.extend(
+            one_by_one
+                .append(std::slice::from_ref(r), &stamper)
+                .unwrap(),
+        );
+    }
+    assert_eq!(sealed, sealed_one_by_one);
+    assert_eq!(together.dump().unwrap(), one_by_one.dump().unwrap());
+    for n in 0..6 {
+        let report = together.verify_chain(&slug(&format!("big-{n}"))).unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+    }
+}
