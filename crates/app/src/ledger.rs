@@ -265,12 +265,19 @@ impl<S: LedgerStore> Ledger<S> {
         visit: impl Fn(&AgreementHead, Result<Timeline, AppError>) + Sync,
     ) -> Result<(), AppError> {
         self.store
-            .for_each_history(&|head, history| {
+            .for_each_history(&|head, records| {
+                // Indexed as they are decoded; the first record that cannot be read ends it.
+                let mut unreadable = None;
+                let history = records.map_while(|r| r.map_err(|e| unreadable = Some(e)).ok());
                 let timeline =
                     Timeline::from_history(history).map_err(|source| AppError::Projection {
                         agreement: head.agreement.clone(),
                         source,
                     });
+                let timeline = match unreadable {
+                    Some(e) => Err(AppError::store(e)),
+                    None => timeline,
+                };
                 visit(&head, timeline);
             })
             .map_err(AppError::store)
@@ -727,6 +734,39 @@ mod tests {
 
     fn ledger() -> Ledger<SledStore> {
         Ledger::new(SledStore::temporary().unwrap(), stamper())
+    }
+
+    #[test]
+    fn every_timeline_of_one_pass_answers_as_the_agreements_own_timeline() {
+        let l = ledger();
+        l.append(&[
+            draft("a", "2024-01-01", true, vec![set("x", 1)]),
+            draft("b", "2024-01-01", true, vec![set("y", 1)]),
+            draft("a", "2024-02-01", false, vec![remove("x"), set("z", 3)]),
+            draft("c", "2023-06-01", true, vec![set("x", 7)]),
+        ])
+        .unwrap();
+        let seen = std::sync::Mutex::new(Vec::new());
+        l.for_each_timeline(|head, timeline| {
+            let point = Point {
+                version: head.version,
+                on: day("2024-03-01"),
+            };
+            let terms = timeline.unwrap().terms_at(point);
+            seen.lock().unwrap().push((head.agreement.clone(), terms));
+        })
+        .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(seen.len(), 3);
+        for (slug, terms) in seen {
+            let own = l.timeline(&slug).unwrap();
+            let point = Point {
+                version: own.latest(),
+                on: day("2024-03-01"),
+            };
+            assert_eq!(terms, own.terms_at(point), "{slug}");
+        }
     }
 
     #[test]

@@ -22,6 +22,6 @@ pub use ident::{IdentError, Slug, TermKey};
 pub use stamp::{Stamper, StepStamper};
 pub use store::{
     check_histories, AgreementHead, AppendRequest, BoxedIndex, ChainReport, HistoryIndex,
-    ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
+    HistoryVisitor, ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
 };
 pub use value::{Currency, Decimal, Money, Value, ValueError};

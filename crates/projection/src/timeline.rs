@@ -131,9 +131,13 @@ impl Timeline {
     /// As [`Timeline::new`], but takes the amendments and moves their titles, values and texts
     /// into the index instead of copying them and then freeing the originals: for a caller that
     /// reads a history only to index it, as an append deciding drafts does (about half the time
-    /// of `new` plus dropping the slice, on a long history).
-    pub fn from_history(amendments: Vec<Amendment>) -> Result<Timeline, ProjectionError> {
-        let mut timeline = Timeline::with_capacity(amendments.len());
+    /// of `new` plus dropping the slice, on a long history). Any iterator will do: one that
+    /// decodes records as it goes never holds the whole decoded history at once.
+    pub fn from_history(
+        amendments: impl IntoIterator<Item = Amendment>,
+    ) -> Result<Timeline, ProjectionError> {
+        let amendments = amendments.into_iter();
+        let mut timeline = Timeline::with_capacity(amendments.size_hint().0);
         for (expected, a) in (1..).zip(amendments) {
             check_next(expected, a.version)?;
             let Amendment {

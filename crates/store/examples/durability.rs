@@ -57,6 +57,21 @@ fn draft(slug: &str, n: u64) -> Result<Draft, Failure> {
     })?)
 }
 
+/// Appends one draft per call, each the next version of its agreement (one agreement).
+fn append_each(store: &SledStore, stamper: &StepStamper, drafts: Vec<Draft>) -> Result<(), String> {
+    for (version, d) in (0..).zip(drafts) {
+        let request = AppendRequest {
+            agreement: d.agreement.clone(),
+            expected_version: version,
+            drafts: vec![d],
+        };
+        store
+            .append(&[request], stamper)
+            .map_err(|e| format!("append {}: {e:?}", version + 1))?;
+    }
+    Ok(())
+}
+
 /// Appends `n` amendments one call each to a new store under `dir`; returns the time the
 /// appends took (opening the store not included).
 fn run(dir: &Path, durability: Durability, n: u64) -> Result<Duration, Failure> {
@@ -68,16 +83,7 @@ fn run(dir: &Path, durability: Durability, n: u64) -> Result<Duration, Failure> 
         .map(|v| draft("bench", v))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
-    for (version, d) in (0..).zip(drafts) {
-        let request = AppendRequest {
-            agreement: d.agreement.clone(),
-            expected_version: version,
-            drafts: vec![d],
-        };
-        store
-            .append(&[request], &stamper)
-            .map_err(|e| format!("append {}: {e:?}", version + 1))?;
-    }
+    append_each(&store, &stamper, drafts)?;
     Ok(started.elapsed())
 }
 
@@ -102,19 +108,7 @@ fn run_threads(dir: &Path, threads: u64, n: u64) -> Result<Duration, Failure> {
             .into_iter()
             .map(|drafts| {
                 let (store, stamper) = (&store, &stamper);
-                s.spawn(move || -> Result<(), String> {
-                    for (version, d) in (0..).zip(drafts) {
-                        let request = AppendRequest {
-                            agreement: d.agreement.clone(),
-                            expected_version: version,
-                            drafts: vec![d],
-                        };
-                        store
-                            .append(&[request], stamper)
-                            .map_err(|e| format!("append {}: {e:?}", version + 1))?;
-                    }
-                    Ok(())
-                })
+                s.spawn(move || append_each(store, stamper, drafts))
             })
             .collect();
         handles

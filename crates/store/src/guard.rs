@@ -6,8 +6,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Hash, ImportFailure,
-    LedgerStore, Slug, Stamper, StoreFailure,
+    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Hash, HistoryVisitor,
+    ImportFailure, LedgerStore, Slug, Stamper, StoreFailure,
 };
 
 use crate::codec::{body_of, chain_hash, encode};
@@ -54,10 +54,7 @@ impl LedgerStore for SledStore {
         self.reading(|| self.amendments_unguarded(agreement))
     }
 
-    fn for_each_history(
-        &self,
-        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
-    ) -> Result<(), StoreError> {
+    fn for_each_history(&self, visit: &HistoryVisitor<'_, StoreError>) -> Result<(), StoreError> {
         self.reading(|| self.histories_unguarded(visit))
     }
 

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pactum_domain::{AgreementHead, Amendment, Hash, Slug};
+use pactum_domain::{AgreementHead, Hash, HistoryVisitor, Slug};
 use uuid::Uuid;
 
 use crate::codec::*;
@@ -25,7 +25,7 @@ type Raw = (AgreementHead, Vec<(u64, sled::IVec)>);
 impl SledStore {
     pub(crate) fn histories_unguarded(
         &self,
-        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
+        visit: &HistoryVisitor<'_, StoreError>,
     ) -> Result<(), StoreError> {
         let mut heads = self.heads_by_id()?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
@@ -41,8 +41,7 @@ impl SledStore {
         std::thread::scope(|s| {
             for _ in 0..workers {
                 let receive = Arc::clone(&receive);
-                let fail = &fail;
-                s.spawn(move || self.decode_chunks(&receive, visit, fail));
+                s.spawn(move || self.decode_chunks(&receive, visit));
             }
             drop(receive);
             let mut chunk: Vec<Raw> = Vec::new();
@@ -107,12 +106,12 @@ impl SledStore {
         Ok(heads)
     }
 
-    /// A worker: decodes the chunks it receives and visits each agreement.
+    /// A worker: visits each agreement of the chunks it receives, its records decoded one by
+    /// one as the visitor takes them.
     fn decode_chunks(
         &self,
         receive: &Mutex<Receiver<Vec<Raw>>>,
-        visit: &(dyn Fn(AgreementHead, Vec<Amendment>) + Sync),
-        fail: &(dyn Fn(StoreError) + Sync),
+        visit: &HistoryVisitor<'_, StoreError>,
     ) {
         loop {
             let next = receive
@@ -123,20 +122,13 @@ impl SledStore {
                 return;
             };
             for (head, records) in chunk {
-                let decoded: Result<Vec<Amendment>, StoreError> = records
-                    .iter()
-                    .map(|(version, raw)| {
-                        open_envelope::<StoredAmendment>(raw)
-                            .and_then(into_amendment)
-                            .map_err(|r| {
-                                self.decode_err(head.agreement.as_str(), Some(*version), r)
-                            })
-                    })
-                    .collect();
-                match decoded {
-                    Ok(history) => visit(head, history),
-                    Err(e) => fail(e),
-                }
+                let slug = head.agreement.clone();
+                let mut decoded = records.into_iter().map(|(version, raw)| {
+                    open_envelope::<StoredAmendment>(&raw)
+                        .and_then(into_amendment)
+                        .map_err(|r| self.decode_err(slug.as_str(), Some(version), r))
+                });
+                visit(head, &mut decoded);
             }
         }
     }

@@ -1025,7 +1025,10 @@ fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
     }
     let seen = std::sync::Mutex::new(Vec::new());
     store
-        .for_each_history(&|head, history| seen.lock().unwrap().push((head, history)))
+        .for_each_history(&|head, records| {
+            let history: Vec<Amendment> = records.map(Result::unwrap).collect();
+            seen.lock().unwrap().push((head, history));
+        })
         .unwrap();
     let mut seen = seen.into_inner().unwrap();
     seen.sort_by(|a, b| a.0.agreement.cmp(&b.0.agreement));
