@@ -197,3 +197,83 @@ fn plain_appends_racing_land_or_conflict() {
     );
     check_ledger(&ledger, &wins, conflicts);
 }
+
+/// Readers asking for terms while writers append (and create agreements): every answer is that
+/// of a whole version, never of an append halfway through its keys. The query index is read
+/// without the store's read lock, so this is what keeps it honest.
+#[test]
+fn readers_racing_appends_see_whole_versions() {
+    const WRITERS: usize = 3;
+    const EACH: usize = 60;
+    let ledger = opened_ledger();
+    let on = day("2025-06-01");
+    let name = |w: usize| Slug::parse(&format!("grow-{w}")).unwrap();
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let answers = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for w in 0..WRITERS {
+            let (ledger, finished) = (&ledger, &finished);
+            scope.spawn(move || {
+                for n in 0..EACH {
+                    let draft = Draft::new(DraftFields {
+                        agreement: name(w),
+                        title: format!("grow {w} step {n}"),
+                        effective: day("2025-01-01") + Duration::days(n as i64 * 3),
+                        summary: None,
+                        sources: vec![],
+                        expect_version: None,
+                        revokes: vec![],
+                        open: (n == 0).then(|| Opening {
+                            name: format!("Grow {w}"),
+                            parties: vec!["A".into()],
+                        }),
+                        changes: vec![Change::Set {
+                            term: TermKey::parse(&format!("step.k{}", n % 5)).unwrap(),
+                            value: Value::Int(n as i64),
+                            text: None,
+                            until: None,
+                        }],
+                    })
+                    .unwrap();
+                    let sub = Submission {
+                        file: format!("grow-{w}-{n}.toml"),
+                        draft,
+                    };
+                    ledger.append(std::slice::from_ref(&sub)).unwrap();
+                }
+                finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+        for _ in 0..2 {
+            let (ledger, finished, answers) = (&ledger, &finished, &answers);
+            scope.spawn(move || loop {
+                // One more pass after the last writer is done, so every agreement is asked.
+                let last = finished.load(std::sync::atomic::Ordering::SeqCst) == WRITERS;
+                {
+                    for w in 0..WRITERS {
+                        let slug = name(w);
+                        let terms = match ledger.terms(&slug, pactum_projection::Cut::Latest, on) {
+                            Ok(terms) => terms,
+                            Err(AppError::UnknownAgreement(_)) => continue,
+                            Err(e) => panic!("{slug}: {e}"),
+                        };
+                        let whole = ledger.timeline(&slug).unwrap();
+                        let point = pactum_projection::Point {
+                            version: terms.version,
+                            on,
+                        };
+                        assert_eq!(terms, whole.terms_at(point), "{slug} v{}", terms.version);
+                        answers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                if last {
+                    break;
+                }
+            });
+        }
+    });
+    assert!(
+        answers.into_inner() >= 2 * WRITERS,
+        "each reader asks each agreement at least once"
+    );
+}

@@ -1076,3 +1076,15 @@ fn a_big_call_staged_by_two_threads_writes_what_one_request_at_a_time_does() {
         assert!(report.findings.is_empty(), "{:?}", report.findings);
     }
 }
+
+#[test]
+fn the_index_of_an_agreement_caught_between_its_slug_and_its_head_is_none() {
+    // What a reader without the read lock can meet while a new agreement is being inserted:
+    // its slug (inserted before its head) without a head yet.
+    let store = SledStore::temporary().unwrap();
+    store
+        .slugs
+        .insert("halfway", uuid::Uuid::from_u128(7).as_bytes().as_slice())
+        .unwrap();
+    assert!(store.index(&slug("halfway")).unwrap().is_none());
+}
