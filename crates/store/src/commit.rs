@@ -1,9 +1,9 @@
-//! What it takes for an append to be reported done: group commit (one flush and fsync covers
-//! every transaction committed before it started, whichever thread committed it) and the
-//! store's files (which of them an fsync must reach).
+//! What it takes for an append to be reported done: group commit (one sync of the write-ahead
+//! log covers every append whose frame was written before it started, whichever thread wrote
+//! it) and the store's files (which of them a checkpoint must fsync).
 //!
-//! Not the transaction itself, nor what is written: that is `append_tx` and the codec. This
-//! module only decides when what sled already committed is on disk.
+//! Not what is written, nor when: that is `staging.rs`, `wal.rs` and `SledStore::commit_staged`.
+//! This module only decides when what was written is on disk.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -14,14 +14,14 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::{owner_only, sync_path, StoreError, DIR_MODE, FILE_MODE};
 
-/// Group commit. A thread whose transaction committed takes a ticket (the commit counter after
-/// its own increment) and waits until a sync that *started after* that increment has finished
-/// (`synced >= ticket`). If no sync is running it runs one itself (it leads): it reads the
-/// counter, syncs, and publishes that reading as `synced`, which releases every ticket up to
-/// it. So while one fsync runs, the threads that commit meanwhile queue up, and the next fsync
-/// covers all of them.
+/// Group commit. A thread whose append is written (its log frame) takes a ticket (the counter
+/// after its own increment) and waits until a sync that *started after* that increment has
+/// finished (`synced >= ticket`). If no sync is running it runs one itself (it leads): it reads
+/// the counter, syncs, and publishes that reading as `synced`, which releases every ticket up
+/// to it. So while one fsync runs, the threads that write meanwhile queue up, and the next
+/// fsync covers all of them.
 pub(crate) struct GroupCommit {
-    /// Transactions committed so far; a ticket is this counter right after one's increment.
+    /// Appends written so far; a ticket is this counter right after one's increment.
     committed: AtomicU64,
     state: Mutex<State>,
     /// Signalled whenever a sync ends, well or badly.
@@ -55,8 +55,8 @@ impl GroupCommit {
         }
     }
 
-    /// Takes a ticket for a transaction that has committed: call it after the commit returned,
-    /// never before, or a sync that started before the commit could release the ticket.
+    /// Takes a ticket for an append whose frame is written: call it after the write returned,
+    /// never before, or a sync that started before the write could release the ticket.
     pub(crate) fn ticket(&self) -> u64 {
         self.committed
             .fetch_add(1, Ordering::SeqCst)
@@ -106,9 +106,9 @@ impl GroupCommit {
                     .unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            // Lead: sync what was committed up to now. Only one thread at a time gets here
+            // Lead: sync what was written up to now. Only one thread at a time gets here
             // (`leading`). The counter is read before the sync starts and is at least this
-            // thread's ticket, so a good sync covers its own commit too.
+            // thread's ticket, so a good sync covers its own append too.
             let target = self.committed.load(Ordering::SeqCst);
             state.leading = true;
             drop(state);
@@ -148,7 +148,7 @@ impl Drop for Lead<'_> {
         match self.result.take() {
             Some(Ok(())) => state.synced = state.synced.max(self.target),
             Some(Err(reason)) => state.failed = Some(reason),
-            None => state.failed = Some("sled panicked during the flush".into()),
+            None => state.failed = Some("the sync panicked".into()),
         }
         drop(state);
         self.group.ended.notify_all();
@@ -164,7 +164,7 @@ struct Entry {
     dir: bool,
 }
 
-/// The files an fsync must reach. sled writes its log into one file, `db`, in place; everything
+/// The files a checkpoint must fsync. sled writes its log into one file, `db`, in place; everything
 /// else it writes is a new file: `conf` at creation, `snap.*` at open (written, fsynced by sled,
 /// renamed), `blobs/<lsn>` for a large value (written, *not* fsynced by sled), and it deletes
 /// old snapshots and blobs. So after the first sync of a process, which fsyncs every file and
@@ -259,7 +259,7 @@ impl StoreFiles {
     }
 }
 
-/// What one [`StoreFiles::sync`] fsynced: what an append costs beyond sled's flush.
+/// What one [`StoreFiles::sync`] fsynced: what a checkpoint costs beyond sled's flush.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Synced {
     pub(crate) files: usize,

@@ -73,7 +73,7 @@ pub struct SledStore {
     path: PathBuf,
     /// How far an append goes before it returns; only the durability measurement lowers it.
     durability: Durability,
-    /// Lets one flush and fsync cover the appends of every thread that committed before it.
+    /// Lets one sync of the log cover the appends of every thread that wrote before it started.
     commit: commit::GroupCommit,
     /// The files a checkpoint must fsync; `None` for a temporary store, which is not worth an
     /// fsync and whose directory sled chose. Only a checkpoint locks it.
@@ -81,9 +81,10 @@ pub struct SledStore {
     /// Appends and imports go one at a time, so that the log's order is the order sled got
     /// their keys in. sled's lock on the directory keeps other processes out.
     writer: Mutex<Writer>,
-    /// Every read of the store holds it for reading, and an append holds it for writing while
-    /// it inserts its keys into sled one by one (`staging.rs`): nobody reads between them.
-    /// Taken after `writer`, never before.
+    /// Every read of the store but the query index holds it for reading, and an append holds
+    /// it for writing while it inserts its keys into sled one by one (`staging.rs`): nobody
+    /// reads between them (the index needs no lock: `LedgerStore::index` in guard.rs). Taken
+    /// after `writer`, never before.
     visible: RwLock<()>,
     /// A second handle on the write-ahead log, for group-commit syncs, which must not wait for
     /// the writer lock; `None` for a temporary store.
@@ -513,7 +514,8 @@ impl SledStore {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Held by every read of the store (`guard.rs`), so that none sees half an append.
+    /// Held by every read of the store but the index (`guard.rs`), so that none sees half an
+    /// append.
     fn read_lock(&self) -> RwLockReadGuard<'_, ()> {
         self.visible.read().unwrap_or_else(PoisonError::into_inner)
     }

@@ -160,7 +160,7 @@ fn a_sync_that_panics_fails_the_waiters_instead_of_hanging_them() {
         );
         let err = waiter.join().unwrap().unwrap_err();
         assert!(
-            err.to_string().contains("sled panicked during the flush"),
+            err.to_string().contains("the sync panicked"),
             "{err}"
         );
     });
