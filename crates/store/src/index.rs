@@ -454,15 +454,9 @@ impl SledStore {
         // agreement's slug goes into sled before its head, so a slug without a head is an
         // append halfway through; the index then has nothing to offer, and the caller's
         // history read (under the lock) sees the agreement whole, or says it is damaged.
-        let Some(raw_head) = self
-            .agreements
-            .get(id.as_bytes())
-            .map_err(|e| self.sled_err(e))?
-        else {
+        let Some(head) = self.head_by_id(&id, agreement.as_str())? else {
             return Ok(None);
         };
-        let head: StoredHead = open_envelope(&raw_head)
-            .map_err(|reason| self.decode_err(agreement.as_str(), None, reason))?;
         let at_head = trees
             .segments
             .get(record_key(&id, head.version))

@@ -652,14 +652,9 @@ impl SledStore {
     }
 
     fn stored_head(&self, agreement: &str, uuid: &Uuid) -> Result<StoredHead, StoreError> {
-        let raw = self
-            .agreements
-            .get(uuid.as_bytes())
-            .map_err(|e| self.sled_err(e))?
-            .ok_or_else(|| {
-                self.corrupt(format!("agreement {agreement} ({uuid}) has no head record"))
-            })?;
-        open_envelope(&raw).map_err(|reason| self.decode_err(agreement, None, reason))
+        self.head_by_id(uuid, agreement)?.ok_or_else(|| {
+            self.corrupt(format!("agreement {agreement} ({uuid}) has no head record"))
+        })
     }
 
     fn head_of(&self, agreement: &Slug, uuid: &Uuid) -> Result<AgreementHead, StoreError> {
@@ -709,6 +704,12 @@ impl SledStore {
 
     /// The version of an agreement's head, by id.
     fn head_version(&self, id: &Uuid) -> Result<Option<u64>, StoreError> {
+        let name = id.to_string();
+        Ok(self.head_by_id(id, &name)?.map(|h| h.version))
+    }
+
+    /// An agreement's stored head, by id, if there is one; `name` names it in errors.
+    fn head_by_id(&self, id: &Uuid, name: &str) -> Result<Option<StoredHead>, StoreError> {
         let Some(raw) = self
             .agreements
             .get(id.as_bytes())
@@ -717,8 +718,8 @@ impl SledStore {
             return Ok(None);
         };
         open_envelope::<StoredHead>(&raw)
-            .map(|h| Some(h.version))
-            .map_err(|r| self.decode_err(&id.to_string(), None, r))
+            .map(Some)
+            .map_err(|r| self.decode_err(name, None, r))
     }
 
     /// Removes what an append a crash cut short left without its head (never reported done,

@@ -159,10 +159,7 @@ fn a_sync_that_panics_fails_the_waiters_instead_of_hanging_them() {
             "the leader's panic goes on up"
         );
         let err = waiter.join().unwrap().unwrap_err();
-        assert!(
-            err.to_string().contains("the sync panicked"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("the sync panicked"), "{err}");
     });
 }
 
