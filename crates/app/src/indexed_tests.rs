@@ -308,3 +308,80 @@ fn unknown_agreements_and_versions_fail_alike() {
         "acme-initech: version 8 does not exist: the latest version is 7"
     );
 }
+
+/// A store at `dir` that keeps no query index (as one made before the index existed): made,
+/// its `pactum.index` key taken away before anything is appended, and opened again.
+fn store_without_index(dir: &std::path::Path) -> SledStore {
+    {
+        let store = SledStore::open(dir, pactum_store::OpenMode::CreateIfMissing).unwrap();
+        let meta = store.raw_tree("__sled__default").unwrap();
+        meta.remove("pactum.index").unwrap();
+        meta.flush().unwrap();
+    }
+    let wait = std::time::Duration::from_secs(3);
+    SledStore::open_waiting(dir, pactum_store::OpenMode::MustExist, wait).unwrap()
+}
+
+#[test]
+fn appends_are_decided_alike_from_the_index_and_from_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let stamper = || Box::new(StepStamper::new(t0(), Duration::hours(1)));
+    let indexed = Ledger::new(SledStore::temporary().unwrap(), stamper());
+    let plain = Ledger::new(store_without_index(&dir.path().join("plain")), stamper());
+    assert!(
+        indexed.store().index(&slug()).unwrap().is_none(),
+        "no agreement yet"
+    );
+    let terms = ["a", "b", "c.d"];
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut refused, mut accepted) = (0, 0);
+    let opening: Vec<Change> = terms.iter().map(|t| set(t, Value::Int(0), None)).collect();
+    let open = [Submission {
+        file: "open.toml".into(),
+        draft: draft("Opening", "2024-01-01", opening, vec![]),
+    }];
+    indexed.append(&open).unwrap();
+    plain.append(&open).unwrap();
+    for call in 1..150u64 {
+        // 1–4 drafts, each setting, removing (often of a term not in force then) or revoking.
+        let size = 1 + rng.below(4) as usize;
+        let mut subs = Vec::new();
+        for i in 0..size {
+            let title = format!("call {call} draft {i}");
+            let effective = day("2024-01-01") + Duration::days(rng.below(400) as i64);
+            let mut changes = Vec::new();
+            for t in terms {
+                match rng.below(4) {
+                    0 => changes.push(set(t, Value::Int(call as i64), None)),
+                    1 => changes.push(remove(t)),
+                    _ => {}
+                }
+            }
+            let revokes = match rng.below(6) {
+                0 if call > 2 => vec![2 + rng.below(call + 2)],
+                _ => vec![],
+            };
+            if changes.is_empty() && revokes.is_empty() {
+                changes.push(set("e", Value::Bool(true), None));
+            }
+            let d = draft(&title, &effective.to_string(), changes, revokes);
+            subs.push(Submission {
+                file: format!("c{call}-{i}.toml"),
+                draft: d,
+            });
+        }
+        let a = indexed.append(&subs).map_err(|e| e.to_string());
+        let b = plain.append(&subs).map_err(|e| e.to_string());
+        assert_eq!(a, b, "call {call}");
+        match a {
+            Ok(_) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(
+        accepted > 20 && refused > 20,
+        "{accepted} accepted, {refused} refused"
+    );
+    assert!(indexed.store().index(&slug()).unwrap().is_some());
+    assert!(plain.store().index(&slug()).unwrap().is_none());
+}

@@ -9,8 +9,8 @@ use pactum_domain::{
     Version,
 };
 use pactum_projection::{
-    in_force_via_index, revoked_by_via_index, Cut, Diff, HistoryRow, Point, ProjectionError,
-    ReplayStep, TermsAt, Timeline,
+    in_force_via_index, revoked_by_via_index, Cut, Diff, Extended, HistoryRow, MemoryIndex, Point,
+    ProjectionError, ReplayStep, TermsAt, Timeline,
 };
 use uuid::Uuid;
 
@@ -214,12 +214,16 @@ impl<S: LedgerStore> Ledger<S> {
                 0 => None,
                 _ => Some(index.placement(1).map_err(AppError::store)?.effective),
             };
-            return Ok(Batch::new(
-                agreement.clone(),
-                latest,
-                first,
-                Source::Index(index),
-            ));
+            let horizon = match latest {
+                0 => None,
+                _ => Some(index.placement(latest).map_err(AppError::store)?.horizon),
+            };
+            let source = Source::Index {
+                index,
+                accepted: MemoryIndex::default(),
+                horizon,
+            };
+            return Ok(Batch::new(agreement.clone(), latest, first, source));
         }
         let history = self.store.amendments(agreement).map_err(AppError::store)?;
         let first = history.first().map(|a| a.effective);
@@ -463,8 +467,14 @@ struct Batch<'s, E> {
 
 /// Where a batch reads the stored versions.
 enum Source<'s, E> {
-    /// The store's query index as of `expected_version`.
-    Index(BoxedIndex<'s, E>),
+    /// The store's query index as of `expected_version`, and the drafts accepted so far in
+    /// this call after it (see [`Extended`]).
+    Index {
+        index: BoxedIndex<'s, E>,
+        accepted: MemoryIndex,
+        /// The stored head's horizon, which the accepted drafts' horizons start from.
+        horizon: Option<NaiveDate>,
+    },
     /// The stored history, read already.
     History(Vec<Amendment>),
     /// Nothing yet: the history is read when a timeline is needed.
@@ -509,7 +519,7 @@ impl<'s, E> Batch<'s, E> {
             None => {
                 let mut history = match std::mem::replace(&mut self.source, Source::Unread) {
                     Source::History(h) => h,
-                    Source::Index(_) | Source::Unread => store
+                    Source::Index { .. } | Source::Unread => store
                         .amendments(&self.request.agreement)
                         .map_err(AppError::store)?,
                 };
@@ -530,19 +540,37 @@ impl<'s, E> Batch<'s, E> {
         Ok(self.timeline.insert(timeline))
     }
 
-    /// The store's index, while no draft has been accepted in this call: a draft decided now
-    /// is decided against the stored versions alone, which the index holds.
-    fn stored_index(&self) -> Option<&(dyn HistoryIndex<Error = E> + 's)> {
+    /// The store's index followed by the drafts accepted so far, when the store keeps one: a
+    /// draft is decided from it without reading the history.
+    fn extended_index(&self) -> Option<Extended<'_, dyn HistoryIndex<Error = E> + 's>> {
         match &self.source {
-            Source::Index(index) if self.request.drafts.is_empty() => Some(&**index),
+            Source::Index {
+                index, accepted, ..
+            } => Some(Extended::new(&**index, accepted)),
             _ => None,
         }
     }
 
-    /// Adds a decided draft to the request (and to the timeline, if there is one).
+    /// Adds a decided draft to the request (and to the timeline or the accepted drafts' index,
+    /// whichever it is decided against).
     fn accept(&mut self, draft: Draft) {
         if let Some(t) = &mut self.timeline {
             t.push_draft(&draft);
+        }
+        let version = self.latest() + 1;
+        if let Source::Index {
+            accepted, horizon, ..
+        } = &mut self.source
+        {
+            // Not recorded yet: no id, time or hash, which deciding never reads.
+            let provisional = Amendment::unsealed(
+                &draft,
+                version,
+                Uuid::nil(),
+                DateTime::<Utc>::MAX_UTC,
+                Hash::ZERO,
+            );
+            accepted.push(&provisional, *horizon);
         }
         self.request.drafts.push(draft);
     }
@@ -618,15 +646,15 @@ fn decide<S: LedgerStore>(
         // Only revocations and removes are judged against the terms; skip the projection.
         return Ok(());
     }
-    // The call's first draft for an agreement the store indexes: judged from the index, which
-    // reads the versions near the draft's date rather than the whole history.
-    if let Some(index) = batch.stored_index() {
+    // An agreement the store indexes: judged from the index (plus the drafts accepted before
+    // in this call), which reads the versions near the draft's date, not the whole history.
+    if let Some(index) = batch.extended_index() {
         return judge(
             draft,
             latest,
             &refuse,
-            |v| revoked_by_via_index(index, v, latest).map_err(AppError::store),
-            |term, at| in_force_via_index(index, term, at).map_err(AppError::store),
+            |v| revoked_by_via_index(&index, v, latest).map_err(AppError::store),
+            |term, at| in_force_via_index(&index, term, at).map_err(AppError::store),
         );
     }
     let timeline = batch.timeline(store)?;

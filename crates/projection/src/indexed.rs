@@ -269,36 +269,132 @@ impl MemoryIndex {
     /// ignores it.
     pub fn new(amendments: &[Amendment]) -> MemoryIndex {
         let mut index = MemoryIndex::default();
-        let mut horizon: Option<NaiveDate> = None;
         for a in amendments {
-            let h = horizon.map_or(a.effective, |h| h.max(a.effective));
-            horizon = Some(h);
-            let mut changes = BTreeMap::new();
-            for change in &a.changes {
-                changes.insert(change.term().clone(), change.clone());
-            }
-            for &target in &a.revokes {
-                if target != 0
-                    && target < a.version
-                    && !index.revocations.contains(&(target, a.version))
-                {
-                    index.revocations.push((target, a.version));
-                }
-            }
-            index.versions.insert(
-                a.version,
-                Kept {
-                    placement: Placement {
-                        effective: a.effective,
-                        horizon: h,
-                    },
-                    recorded_at: a.recorded_at,
-                    title: a.title.clone(),
-                    changes,
-                },
-            );
+            index.push(a, None);
         }
         index
+    }
+
+    /// Adds the next version. `before` is the horizon of the version before it when that one
+    /// is not in this index (the last stored one, for the index of an append's drafts).
+    pub fn push(&mut self, a: &Amendment, before: Option<NaiveDate>) {
+        let previous = self
+            .versions
+            .values()
+            .next_back()
+            .map(|k| k.placement.horizon)
+            .or(before);
+        let h = previous.map_or(a.effective, |h| h.max(a.effective));
+        let mut changes = BTreeMap::new();
+        for change in &a.changes {
+            changes.insert(change.term().clone(), change.clone());
+        }
+        for &target in &a.revokes {
+            if target != 0 && target < a.version && !self.revocations.contains(&(target, a.version))
+            {
+                self.revocations.push((target, a.version));
+            }
+        }
+        self.versions.insert(
+            a.version,
+            Kept {
+                placement: Placement {
+                    effective: a.effective,
+                    horizon: h,
+                },
+                recorded_at: a.recorded_at,
+                title: a.title.clone(),
+                changes,
+            },
+        );
+    }
+}
+
+/// A stored index followed by versions it does not hold yet (the drafts an append call has
+/// accepted so far, in a [`MemoryIndex`] made with [`MemoryIndex::push`] from the stored
+/// head's horizon): versions up to the index's latest are answered by it, later ones by the
+/// tail. So every draft of a call is decided from the index, without reading the history.
+pub struct Extended<'a, I: HistoryIndex + ?Sized> {
+    base: &'a I,
+    tail: &'a MemoryIndex,
+}
+
+impl<'a, I: HistoryIndex + ?Sized> Extended<'a, I> {
+    pub fn new(base: &'a I, tail: &'a MemoryIndex) -> Extended<'a, I> {
+        Extended { base, tail }
+    }
+
+    fn in_tail(&self, v: Version) -> bool {
+        v > self.base.latest()
+    }
+}
+
+impl<I: HistoryIndex + ?Sized> HistoryIndex for Extended<'_, I> {
+    type Error = I::Error;
+
+    fn latest(&self) -> Version {
+        self.base.latest().max(self.tail.latest())
+    }
+
+    fn version_known_at(&self, t: DateTime<Utc>) -> Result<Version, I::Error> {
+        match self.tail.version_known_at(t) {
+            Ok(v) if v > 0 => Ok(v),
+            _ => self.base.version_known_at(t),
+        }
+    }
+
+    fn placement(&self, v: Version) -> Result<Placement, I::Error> {
+        match self.in_tail(v) {
+            true => Ok(self.tail.placement(v).unwrap_or(NOWHERE)),
+            false => self.base.placement(v),
+        }
+    }
+
+    fn title(&self, v: Version) -> Result<String, I::Error> {
+        match self.in_tail(v) {
+            true => Ok(self.tail.title(v).unwrap_or_default()),
+            false => self.base.title(v),
+        }
+    }
+
+    fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, I::Error> {
+        match self.in_tail(v) {
+            true => Ok(self.tail.terms_of(v).unwrap_or_default()),
+            false => self.base.terms_of(v),
+        }
+    }
+
+    fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, I::Error> {
+        let n = self.base.latest();
+        let mut last: BTreeMap<TermKey, Version> =
+            self.base.terms_at(k.min(n))?.into_iter().collect();
+        if k > n {
+            last.extend(self.tail.terms_at(k).unwrap_or_default());
+        }
+        Ok(last.into_iter().collect())
+    }
+
+    fn last_naming(&self, term: &TermKey, v: Version) -> Result<Version, I::Error> {
+        let n = self.base.latest();
+        if v > n {
+            if let Ok(found @ 1..) = self.tail.last_naming(term, v) {
+                return Ok(found);
+            }
+        }
+        self.base.last_naming(term, v.min(n))
+    }
+
+    fn revocations(&self, k: Version) -> Result<Vec<(Version, Version)>, I::Error> {
+        let mut all = self.base.revocations(k.min(self.base.latest()))?;
+        all.extend(self.tail.revocations(k).unwrap_or_default());
+        Ok(all)
+    }
+
+    fn change(&self, term: &TermKey, v: Version) -> Result<Option<Change>, I::Error> {
+        match self.in_tail(v) {
+            true => Ok(self.tail.change(term, v).unwrap_or(None)),
+            false => self.base.change(term, v),
+        }
     }
 }
 

@@ -350,9 +350,20 @@ proptest! {
     fn the_index_decides_appends_as_the_timeline_does(
         specs in proptest::collection::vec(amendment_spec(), 1..=40),
         raw_points in points(),
+        stored in 0usize..=40,
     ) {
         let ledger = build(&specs);
-        let index = MemoryIndex::new(&ledger.amendments);
+        // The stored versions in one index, the rest as an append call's accepted drafts.
+        let stored = stored.min(ledger.amendments.len());
+        let base = MemoryIndex::new(&ledger.amendments[..stored]);
+        let before = (stored > 0).then(|| {
+            pactum_domain::HistoryIndex::placement(&base, stored as Version).unwrap().horizon
+        });
+        let mut tail = MemoryIndex::default();
+        for a in &ledger.amendments[stored..] {
+            tail.push(a, before);
+        }
+        let index = crate::Extended::new(&base, &tail);
         let tl = Timeline::new(&ledger.amendments).unwrap();
         let n = specs.len() as Version;
         let terms: std::collections::BTreeSet<TermKey> = ledger
@@ -362,6 +373,11 @@ proptest! {
             .collect();
         for raw in raw_points {
             let p = point(n, raw);
+            prop_assert_eq!(
+                terms_via_index(&index, p).unwrap(),
+                fold_terms(&ledger.amendments, p),
+                "at {:?}, {} stored", p, stored
+            );
             for term in &terms {
                 prop_assert_eq!(
                     crate::in_force_via_index(&index, term, p).unwrap(),
