@@ -226,7 +226,8 @@ impl Segment {
                 "segment v{end} has the term state where it should not, or lacks it"
             ));
         }
-        let term = |t: &String| TermKey::parse(t).map_err(|e| e.to_string());
+        // Checked, and kept without a copy.
+        let term = |t: String| TermKey::try_from(t).map_err(|e| e.to_string());
         let versions = s
             .versions
             .into_iter()
@@ -237,7 +238,11 @@ impl Segment {
                         horizon: date(v.horizon)?,
                     },
                     recorded_at: v.recorded_at,
-                    terms: v.terms.iter().map(term).collect::<Result<_, String>>()?,
+                    terms: v
+                        .terms
+                        .into_iter()
+                        .map(term)
+                        .collect::<Result<_, String>>()?,
                     title: v.title,
                 })
             })
@@ -245,8 +250,8 @@ impl Segment {
         let state = s
             .state
             .map(|st| {
-                st.iter()
-                    .map(|(t, v)| Ok((term(t)?, *v)))
+                st.into_iter()
+                    .map(|(t, v)| Ok((term(t)?, v)))
                     .collect::<Result<Vec<_>, String>>()
             })
             .transpose()?;
