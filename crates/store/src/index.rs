@@ -440,7 +440,13 @@ pub(crate) struct SledIndex<'s> {
     /// Decoded segments by their last version.
     segments: RefCell<BTreeMap<Version, Rc<Segment>>>,
     records: RefCell<HashMap<Version, Rc<StoredAmendment>>>,
+    /// Every (revoked, revoker) up to `latest`, read at the first call that needs them: an
+    /// append call asks once per draft that removes or revokes.
+    revocations: RefCell<Option<Rc<Revocations>>>,
 }
+
+/// (revoked, revoker) pairs.
+type Revocations = Vec<(Version, Version)>;
 
 impl SledStore {
     /// The agreement's index, if this store keeps one and it reaches the agreement's head;
@@ -477,6 +483,7 @@ impl SledStore {
             latest: head.version,
             segments: RefCell::new(BTreeMap::new()),
             records: RefCell::new(HashMap::new()),
+            revocations: RefCell::new(None),
         };
         // Most queries start at the head: keep what was read.
         let seg =
@@ -574,6 +581,31 @@ impl SledIndex<'_> {
     }
 }
 
+impl SledIndex<'_> {
+    /// Every (revoked, revoker) of the agreement whose revoker is at most `k`.
+    fn read_revocations(&self, k: Version) -> Result<Vec<(Version, Version)>, StoreError> {
+        self.store.guarded(|| {
+            let mut out = Vec::new();
+            for kv in self.trees.revokes.scan_prefix(self.id.as_bytes()) {
+                let (key, _) = kv.map_err(|e| self.store.sled_err(e))?;
+                let pair = key.get(16..).filter(|r| r.len() == 16).map(|r| {
+                    let (a, b) = r.split_at(8);
+                    (
+                        u64::from_be_bytes(a.try_into().unwrap_or_default()),
+                        u64::from_be_bytes(b.try_into().unwrap_or_default()),
+                    )
+                });
+                match pair {
+                    Some((revoked, revoker)) if revoker <= k => out.push((revoked, revoker)),
+                    Some(_) => {}
+                    None => return Err(self.bad(None, "an idx_revokes key is not 32 bytes".into())),
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
 impl HistoryIndex for SledIndex<'_> {
     type Error = StoreError;
 
@@ -646,25 +678,16 @@ impl HistoryIndex for SledIndex<'_> {
     }
 
     fn revocations(&self, k: Version) -> Result<Vec<(Version, Version)>, StoreError> {
-        self.store.guarded(|| {
-            let mut out = Vec::new();
-            for kv in self.trees.revokes.scan_prefix(self.id.as_bytes()) {
-                let (key, _) = kv.map_err(|e| self.store.sled_err(e))?;
-                let pair = key.get(16..).filter(|r| r.len() == 16).map(|r| {
-                    let (a, b) = r.split_at(8);
-                    (
-                        u64::from_be_bytes(a.try_into().unwrap_or_default()),
-                        u64::from_be_bytes(b.try_into().unwrap_or_default()),
-                    )
-                });
-                match pair {
-                    Some((revoked, revoker)) if revoker <= k => out.push((revoked, revoker)),
-                    Some(_) => {}
-                    None => return Err(self.bad(None, "an idx_revokes key is not 32 bytes".into())),
-                }
+        let cached = self.revocations.borrow().clone();
+        let all = match cached {
+            Some(all) => all,
+            None => {
+                let all = Rc::new(self.read_revocations(self.latest)?);
+                *self.revocations.borrow_mut() = Some(Rc::clone(&all));
+                all
             }
-            Ok(out)
-        })
+        };
+        Ok(all.iter().copied().filter(|&(_, by)| by <= k).collect())
     }
 
     fn change(&self, term: &TermKey, v: Version) -> Result<Option<Change>, StoreError> {
