@@ -33,8 +33,27 @@ struct Staged {
     entry: Entry,
     /// The writes of the request being staged.
     open: Vec<Write>,
-    /// Every staged key's value, for reads.
-    values: HashMap<(TreeId, Vec<u8>), Vec<u8>>,
+    /// Where each staged key's latest write is, by tree, for reads: the values themselves stay
+    /// in the writes (a record is not copied to be findable).
+    staged: [HashMap<Vec<u8>, Slot>; 5],
+}
+
+/// A write's place: `writes[write]` of request `request` (the open one while it is being
+/// staged, since it becomes request number `entry.requests.len()` when finished).
+#[derive(Clone, Copy)]
+struct Slot {
+    request: usize,
+    write: usize,
+}
+
+impl Staged {
+    fn value(&self, slot: Slot) -> Option<&[u8]> {
+        let writes = match self.entry.requests.get(slot.request) {
+            Some(finished) => &finished.writes,
+            None => &self.open,
+        };
+        writes.get(slot.write).map(|w| w.value.as_slice())
+    }
 }
 
 impl<'a> Staging<'a> {
@@ -48,10 +67,9 @@ impl<'a> Staging<'a> {
     /// The key's value: staged, else in the tree.
     pub(crate) fn get(&self, tree: TreeId, key: &[u8]) -> sled::Result<Option<IVec>> {
         let inner = self.inner.borrow();
-        if !inner.values.is_empty() {
-            if let Some(v) = inner.values.get(&(tree, key.to_vec())) {
-                return Ok(Some(IVec::from(v.as_slice())));
-            }
+        let staged = inner.staged[tree as usize].get(key).copied();
+        if let Some(v) = staged.and_then(|slot| inner.value(slot)) {
+            return Ok(Some(IVec::from(v)));
         }
         match self.trees[tree as usize] {
             Some(t) => t.get(key),
@@ -61,7 +79,11 @@ impl<'a> Staging<'a> {
 
     pub(crate) fn insert(&self, tree: TreeId, key: &[u8], value: Vec<u8>) {
         let mut inner = self.inner.borrow_mut();
-        inner.values.insert((tree, key.to_vec()), value.clone());
+        let slot = Slot {
+            request: inner.entry.requests.len(),
+            write: inner.open.len(),
+        };
+        inner.staged[tree as usize].insert(key.to_vec(), slot);
         inner.open.push(Write {
             tree,
             key: key.to_vec(),
@@ -142,8 +164,25 @@ mod tests {
             from: 0,
             to: 1,
         };
+        staging.finish_request(guard.clone());
+        // A finished request's writes are still read; a later request's write of the same key
+        // is read instead.
+        assert_eq!(
+            staging.get(TreeId::Agreements, b"h").unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        staging.insert(TreeId::Agreements, b"h", b"2".to_vec());
+        assert_eq!(
+            staging.get(TreeId::Agreements, b"h").unwrap().as_deref(),
+            Some(&b"2"[..])
+        );
+        assert_eq!(
+            staging.get(TreeId::Amendments, b"k").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
         staging.finish_request(guard);
         let entry = staging.into_entry();
+        assert_eq!(entry.requests[1].writes.len(), 1);
         let writes = &entry.requests[0].writes;
         assert_eq!(writes.len(), 2);
         apply(&trees, writes).expect("apply");
