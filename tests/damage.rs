@@ -32,7 +32,10 @@ fn seeded() -> (Env, String) {
     let mut env = Env::new();
     env.append(&[("v1.toml", OPENING)]);
     env.clock = "2026-01-02T00:00:00Z".into();
-    env.append(&[("v2.toml", &amendment(2)), ("v3.toml", &amendment(3))]);
+    // One call each, so that each record has a key of its own to damage (a call's records
+    // share one pack; the store's unit tests damage packs).
+    env.append(&[("v2.toml", &amendment(2))]);
+    env.append(&[("v3.toml", &amendment(3))]);
     env.clock = "2026-01-03T00:00:00Z".into();
     env.append(&[(
         "other.toml",

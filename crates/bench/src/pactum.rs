@@ -205,16 +205,9 @@ pub fn in_order_drafts(cfg: &Config) -> Result<Vec<pactum_domain::Draft>, BenchE
     (0..cfg.git).map(|_| g.next_draft()).collect()
 }
 
-/// Stored records and their total length, read from the `amendments` tree.
+/// Stored records and their total encoded length (without the framing of record packs).
 pub fn encoded_bytes(ledger: &PactumLedger) -> Result<(u64, u64), BenchError> {
-    let tree = ledger.store().raw_tree("amendments")?;
-    let (mut n, mut bytes) = (0u64, 0u64);
-    for kv in tree.iter() {
-        let (_, v) = kv.map_err(|e| BenchError::Generator(format!("reading records: {e}")))?;
-        n += 1;
-        bytes += v.len() as u64;
-    }
-    Ok((n, bytes))
+    Ok(ledger.store().record_sizes()?)
 }
 
 /// A day in the agreement's span, give or take a month either side.

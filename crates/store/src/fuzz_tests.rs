@@ -10,6 +10,7 @@ use pactum_domain::{Change, Decimal, Draft, DraftFields, Opening, StepStamper, T
 use proptest::prelude::*;
 
 use super::*;
+use crate::pack;
 
 const AGREEMENT: &str = "acme";
 
@@ -95,18 +96,33 @@ fn seeded_store() -> SledStore {
 /// Real encoded records and the head, read raw from a store once for all cases.
 struct RealBytes {
     records: Vec<Vec<u8>>,
+    /// The seeded call's pack and its key's version.
+    pack: (u64, Vec<u8>),
     head: Vec<u8>,
 }
 
 static REAL: LazyLock<RealBytes> = LazyLock::new(|| {
     let store = seeded_store();
-    let records = store
-        .amendments
-        .iter()
-        .map(|kv| kv.unwrap().1.to_vec())
-        .collect();
+    // Each record as it would be alone (the seeded call packs them).
+    let mut records = Vec::new();
+    let mut packs = Vec::new();
+    for kv in store.amendments.iter() {
+        let (k, v) = kv.unwrap();
+        let (_, last) = split_record_key(&k).unwrap();
+        let unpacked = pack::unpack(last, &v).unwrap();
+        records.extend(unpacked.into_iter().map(|(_, r)| r.to_vec()));
+        packs.push((last, v.to_vec()));
+    }
+    let pack = packs
+        .pop()
+        .filter(|(_, v)| v[0] == pack::CODEC_PACK)
+        .expect("one pack");
     let head = store.agreements.iter().next().unwrap().unwrap().1.to_vec();
-    RealBytes { records, head }
+    RealBytes {
+        records,
+        pack,
+        head,
+    }
 });
 
 /// One damaging edit of a byte string. Positions are taken modulo the length.
@@ -255,6 +271,31 @@ proptest! {
         decode_head(&bytes);
         decode_record(&payload);
         prop_assert!(open_envelope::<StoredAmendment>(&[]).is_err());
+    }
+
+    #[test]
+    fn arbitrary_and_mutated_packs_unpack_or_fail(
+        payload in prop::collection::vec(any::<u8>(), 0..300),
+        last in prop_oneof![any::<u64>(), 0..8u64],
+        edits in prop::collection::vec(edit(), 1..6),
+    ) {
+        let mut garbage = vec![pack::CODEC_PACK];
+        garbage.extend_from_slice(&payload);
+        let (real_last, real) = &REAL.pack;
+        let mut mutated = real.clone();
+        apply(&mut mutated, &edits);
+        for (last, bytes) in [(last, &garbage), (*real_last, &mutated), (last, &mutated)] {
+            let Ok(records) = pack::unpack(last, bytes) else {
+                continue;
+            };
+            let versions: Vec<u64> = records.iter().map(|r| r.0).collect();
+            prop_assert!(bytes.first() != Some(&pack::CODEC_PACK) || versions.len() >= 2);
+            prop_assert_eq!(versions.last(), Some(&last));
+            prop_assert!(versions.windows(2).all(|w| w[0] + 1 == w[1]));
+            for (_, record) in records {
+                decode_record(record);
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::codec::*;
 use crate::index::SegmentWriter;
+use crate::pack;
 use crate::{SledStore, StoreError, ID_ATTEMPTS};
 
 /// An agreement being imported: its new id and its head once every record is in.
@@ -149,6 +150,25 @@ impl SledStore {
         }
         let writers: Vec<SegmentWriter> = writers.into_values().collect();
 
+        // Each agreement's records, versions 1 on (check_histories), packed as one append
+        // call's would be.
+        let mut histories: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
+        for (a, record) in amendments.iter().zip(records) {
+            histories
+                .entry(a.agreement.as_str())
+                .or_default()
+                .push(record);
+        }
+        let mut values = Vec::with_capacity(amendments.len());
+        for (slug, records) in &histories {
+            let Some(plan) = plans.get(slug) else {
+                continue;
+            };
+            for (last, value) in pack::packs(records, self.pack_records) {
+                values.push((record_key(&plan.uuid, last as u64 + 1), value));
+            }
+        }
+
         // One sled transaction (not the log): a restore is all or nothing, and rare enough
         // that sled's slower commit does not matter. A checkpoint then makes it durable.
         let trees = (&self.amendments, &self.agreements, &self.slugs);
@@ -163,11 +183,8 @@ impl SledStore {
                 ag.insert(uuid.as_bytes(), head.clone())?;
                 sl.insert(*slug, uuid.as_bytes())?;
             }
-            for (a, record) in amendments.iter().zip(&records) {
-                let Some(plan) = plans.get(a.agreement.as_str()) else {
-                    return Err(ConflictableTransactionError::Abort(()));
-                };
-                am.insert(&record_key(&plan.uuid, a.version)[..], record.clone())?;
+            for (key, value) in &values {
+                am.insert(&key[..], value.as_slice())?;
             }
             if let Some([segments, revokes]) = idx {
                 for w in &writers {

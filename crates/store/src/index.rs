@@ -32,6 +32,7 @@ use sled::Tree;
 use uuid::Uuid;
 
 use crate::codec::*;
+use crate::pack;
 use crate::staging::Staging;
 use crate::wal::TreeId;
 use crate::{SledStore, StoreError};
@@ -440,6 +441,9 @@ pub(crate) struct SledIndex<'s> {
     /// Decoded segments by their last version.
     segments: RefCell<BTreeMap<Version, Rc<Segment>>>,
     records: RefCell<HashMap<Version, Rc<StoredAmendment>>>,
+    /// `amendments` values read, by their key's version: a pack holds records a query may ask
+    /// for next.
+    packs: RefCell<BTreeMap<Version, sled::IVec>>,
     /// Every (revoked, revoker) up to `latest`, read at the first call that needs them: an
     /// append call asks once per draft that removes or revokes.
     revocations: RefCell<Option<Rc<Revocations>>>,
@@ -483,6 +487,7 @@ impl SledStore {
             latest: head.version,
             segments: RefCell::new(BTreeMap::new()),
             records: RefCell::new(HashMap::new()),
+            packs: RefCell::new(BTreeMap::new()),
             revocations: RefCell::new(None),
         };
         // Most queries start at the head: keep what was read.
@@ -515,25 +520,12 @@ impl SledIndex<'_> {
                 return Ok(Rc::clone(s));
             }
         }
-        let (from, to) = (record_key(&self.id, v), record_key(&self.id, Version::MAX));
-        // A segment that ends at `v` (every version appended on its own has one) is a point
-        // read; sled's range read copies a whole leaf node first, several times the cost.
-        let found = self.store.guarded(|| {
-            let at = self
-                .trees
-                .segments
-                .get(from)
-                .map_err(|e| self.store.sled_err(e))?;
-            if let Some(raw) = at {
-                return Ok(Some((sled::IVec::from(&from[..]), raw)));
-            }
-            let next = self.trees.segments.range(from..=to).next();
-            next.transpose().map_err(|e| self.store.sled_err(e))
-        })?;
-        let Some((k, raw)) = found else {
+        let found = self
+            .store
+            .guarded(|| self.store.value_holding(&self.trees.segments, &self.id, v))?;
+        let Some((end, raw)) = found else {
             return Err(self.bad(Some(v), "no segment holds the version".into()));
         };
-        let end = split_record_key(&k).map_or(0, |(_, end)| end);
         let seg = Segment::decode(end, &raw).map_err(|e| self.bad(Some(v), e))?;
         if seg.start > v {
             return Err(self.bad(Some(v), "no segment holds the version".into()));
@@ -563,18 +555,34 @@ impl SledIndex<'_> {
         if let Some(r) = self.records.borrow().get(&v) {
             return Ok(Rc::clone(r));
         }
-        let key = record_key(&self.id, v);
-        let raw = self
-            .store
-            .guarded(|| {
-                self.store
-                    .amendments
-                    .get(key)
-                    .map_err(|e| self.store.sled_err(e))
-            })?
+        let decode_err = |at, reason| self.store.decode_err(self.slug.as_str(), Some(at), reason);
+        let cached = self
+            .packs
+            .borrow()
+            .range(v..)
+            .next()
+            .map(|(&end, raw)| (end, raw.clone()));
+        let (end, raw) = match cached {
+            Some((end, raw)) if pack::unpack(end, &raw).is_ok_and(|r| r[0].0 <= v) => (end, raw),
+            _ => {
+                let found = self.store.guarded(|| {
+                    self.store
+                        .value_holding(&self.store.amendments, &self.id, v)
+                })?;
+                let (end, raw) =
+                    found.ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?;
+                self.packs.borrow_mut().insert(end, raw.clone());
+                (end, raw)
+            }
+        };
+        let records = pack::unpack(end, &raw).map_err(|reason| decode_err(end, reason))?;
+        let bytes = records
+            .iter()
+            .find(|(at, _)| *at == v)
+            .map(|(_, bytes)| *bytes)
             .ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?;
-        let record: StoredAmendment = open_envelope(&raw)
-            .map_err(|reason| self.store.decode_err(self.slug.as_str(), Some(v), reason))?;
+        let record: StoredAmendment =
+            open_envelope(bytes).map_err(|reason| decode_err(v, reason))?;
         let record = Rc::new(record);
         self.records.borrow_mut().insert(v, Rc::clone(&record));
         Ok(record)
@@ -794,44 +802,51 @@ impl SledStore {
         let mut horizon = None;
         let mut state: BTreeMap<String, u64> = BTreeMap::new();
         let mut revokes: BTreeSet<[u8; 32]> = BTreeSet::new();
-        for kv in self.amendments.scan_prefix(id.as_bytes()) {
+        'values: for kv in self.amendments.scan_prefix(id.as_bytes()) {
             let (k, v) = kv.map_err(sled_err)?;
-            let Some((_, version)) = split_record_key(&k) else {
+            let Some((_, last)) = split_record_key(&k) else {
                 continue;
             };
-            if version > reach {
-                break;
-            }
-            let Ok(a) = open_envelope::<StoredAmendment>(&v).and_then(into_amendment) else {
-                // The chain check reports it; what its index entries should be is unknown.
+            // The chain check reports a damaged pack or record; what its index entries should
+            // be is unknown.
+            let Ok(records) = pack::unpack(last, &v) else {
                 return Ok(found.finish());
             };
-            let kept = indexed_version(&a, horizon);
-            horizon = date(kept.horizon).ok();
-            for term in &kept.terms {
-                state.insert(term.clone(), version);
-            }
-            revokes.extend(
-                revoked_by(&a)
-                    .into_iter()
-                    .map(|r| revoke_key(id, r, version)),
-            );
-            match stored.get(&version) {
-                None => found.add(Some(version), "the query index lacks this version".into()),
-                Some(s) if *s != kept => found.add(
-                    Some(version),
-                    "the query index holds something else for this version".into(),
-                ),
-                Some(_) => {}
-            }
-            if version % CHECKPOINT == 0 {
-                let expected: Vec<(String, u64)> =
-                    state.iter().map(|(t, &v)| (t.clone(), v)).collect();
-                if states.get(&version) != Some(&expected) {
-                    found.add(
+            for (version, record) in records {
+                if version > reach {
+                    break 'values;
+                }
+                let Ok(a) = open_envelope::<StoredAmendment>(record).and_then(into_amendment)
+                else {
+                    return Ok(found.finish());
+                };
+                let kept = indexed_version(&a, horizon);
+                horizon = date(kept.horizon).ok();
+                for term in &kept.terms {
+                    state.insert(term.clone(), version);
+                }
+                revokes.extend(
+                    revoked_by(&a)
+                        .into_iter()
+                        .map(|r| revoke_key(id, r, version)),
+                );
+                match stored.get(&version) {
+                    None => found.add(Some(version), "the query index lacks this version".into()),
+                    Some(s) if *s != kept => found.add(
                         Some(version),
-                        "the query index's term state differs from the records'".into(),
-                    );
+                        "the query index holds something else for this version".into(),
+                    ),
+                    Some(_) => {}
+                }
+                if version % CHECKPOINT == 0 {
+                    let expected: Vec<(String, u64)> =
+                        state.iter().map(|(t, &v)| (t.clone(), v)).collect();
+                    if states.get(&version) != Some(&expected) {
+                        found.add(
+                            Some(version),
+                            "the query index's term state differs from the records'".into(),
+                        );
+                    }
                 }
             }
         }

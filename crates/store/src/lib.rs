@@ -13,6 +13,7 @@ mod error;
 mod guard;
 mod import;
 mod index;
+mod pack;
 mod scan;
 mod staging;
 mod verify;
@@ -41,7 +42,12 @@ use staging::{Staging, TreeSet};
 use wal::TreeId;
 
 /// The store format version, written when a store is created and checked at every open.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 packs the records of one append call (`pack.rs`); a version-1 store is read as it
+/// is, and appended to one record per key, so that it stays what an older pactum reads.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads and appends to.
+pub const FORMAT_VERSION_OLDEST: u32 = 1;
 
 const TREE_AMENDMENTS: &str = "amendments";
 const TREE_AGREEMENTS: &str = "agreements";
@@ -70,6 +76,8 @@ pub struct SledStore {
     slugs: sled::Tree,
     /// The query index's trees; `None` for a store made before the index existed.
     index: Option<index::IndexTrees>,
+    /// Most records an append packs into one key: 1 in a format-1 store (`pack.rs`).
+    pack_records: usize,
     path: PathBuf,
     /// How far an append goes before it returns; only the durability measurement lowers it.
     durability: Durability,
@@ -249,7 +257,7 @@ impl SledStore {
             source,
         };
         let mut created = false;
-        match db.get(FORMAT_KEY).map_err(sled_err)? {
+        let format = match db.get(FORMAT_KEY).map_err(sled_err)? {
             Some(raw) => {
                 let found = <[u8; 4]>::try_from(raw.as_ref())
                     .map(u32::from_be_bytes)
@@ -264,12 +272,13 @@ impl SledStore {
                         supported: FORMAT_VERSION,
                     });
                 }
-                if found != FORMAT_VERSION {
+                if found < FORMAT_VERSION_OLDEST {
                     return Err(StoreError::NotAStore {
                         path,
                         reason: format!("it has unknown format version {found}"),
                     });
                 }
+                found
             }
             None => {
                 let mut empty = true;
@@ -298,8 +307,9 @@ impl SledStore {
                 keys.insert(index::INDEX_KEY, &index::INDEX_VERSION.to_be_bytes());
                 db.apply_batch(keys).map_err(sled_err)?;
                 created = true;
+                FORMAT_VERSION
             }
-        }
+        };
         let amendments = db.open_tree(TREE_AMENDMENTS).map_err(sled_err)?;
         let agreements = db.open_tree(TREE_AGREEMENTS).map_err(sled_err)?;
         let slugs = db.open_tree(TREE_SLUGS).map_err(sled_err)?;
@@ -336,6 +346,7 @@ impl SledStore {
             agreements,
             slugs,
             index,
+            pack_records: if format >= 2 { pack::PACK_RECORDS } else { 1 },
             path,
             durability: Durability::Fsync,
             commit: commit::GroupCommit::new(),
@@ -424,17 +435,34 @@ impl SledStore {
             TREE_AMENDMENTS => {
                 let key = split_record_key(k)
                     .map_or_else(|| hex::encode(k), |(u, version)| format!("{u} v{version}"));
-                let value = match open_envelope::<StoredAmendment>(v) {
-                    Ok(r) => format!(
-                        "record {} v{} {:?}, {} changes, prev_hash {}, hash {}",
-                        r.body.agreement,
-                        r.body.version,
-                        r.body.title,
-                        r.body.changes.len(),
-                        hex::encode(r.prev_hash),
-                        hex::encode(r.hash)
-                    ),
-                    Err(e) => format!("undecodable record ({e}); {}", raw()),
+                let record = |bytes: &[u8]| {
+                    open_envelope::<StoredAmendment>(bytes).map(|r| {
+                        format!(
+                            "record {} v{} {:?}, {} changes, prev_hash {}, hash {}",
+                            r.body.agreement,
+                            r.body.version,
+                            r.body.title,
+                            r.body.changes.len(),
+                            hex::encode(r.prev_hash),
+                            hex::encode(r.hash)
+                        )
+                    })
+                };
+                let last = split_record_key(k).map_or(0, |(_, last)| last);
+                let value = match pack::unpack(last, v) {
+                    Ok(records) if records.len() == 1 => {
+                        record(v).unwrap_or_else(|e| format!("undecodable record ({e}); {}", raw()))
+                    }
+                    Ok(records) => {
+                        let each: Vec<String> = records
+                            .iter()
+                            .map(|(_, r)| {
+                                record(r).unwrap_or_else(|e| format!("undecodable record ({e})"))
+                            })
+                            .collect();
+                        format!("pack of {} records: {}", records.len(), each.join("; "))
+                    }
+                    Err(e) => format!("undecodable record pack ({e}); {}", raw()),
                 };
                 (key, value)
             }
@@ -720,6 +748,43 @@ impl SledStore {
         open_envelope::<StoredHead>(&raw)
             .map(Some)
             .map_err(|r| self.decode_err(name, None, r))
+    }
+
+    /// The first value of `tree` (keyed id ++ last version, as `amendments` and
+    /// `idx_segments` are) at or after version `v` of agreement `id`: the one that holds `v`
+    /// if any does, with its key's version. A value that ends at `v` (every version appended
+    /// on its own has one) is a point read; sled's range read copies a whole leaf node first,
+    /// several times the cost.
+    fn value_holding(
+        &self,
+        tree: &sled::Tree,
+        id: &Uuid,
+        v: u64,
+    ) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+        let from = record_key(id, v);
+        if let Some(raw) = tree.get(from).map_err(|e| self.sled_err(e))? {
+            return Ok(Some((v, raw)));
+        }
+        match tree.range(from..=record_key(id, u64::MAX)).next() {
+            None => Ok(None),
+            Some(Err(e)) => Err(self.sled_err(e)),
+            Some(Ok((k, raw))) => Ok(split_record_key(&k).map(|(_, end)| (end, raw))),
+        }
+    }
+
+    /// How many records the store holds and their encoded bytes (packs unpacked, without
+    /// their framing): what `bytes_per_amendment` is compared with.
+    pub fn record_sizes(&self) -> Result<(u64, u64), StoreError> {
+        let _visible = self.read_lock();
+        let (mut records, mut bytes) = (0u64, 0u64);
+        for kv in self.amendments.iter() {
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            let last = split_record_key(&k).map_or(0, |(_, last)| last);
+            let unpacked = pack::unpack(last, &v).map_err(|r| self.corrupt(r))?;
+            records += unpacked.len() as u64;
+            bytes += unpacked.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
+        }
+        Ok((records, bytes))
     }
 
     /// Removes what an append a crash cut short left without its head (never reported done,
@@ -1145,6 +1210,7 @@ impl SledStore {
                 Some(ix) => ix.cursor(&uuid, head.version, req.drafts.len())?,
                 None => None,
             };
+            let mut records = Vec::with_capacity(req.drafts.len());
             for (i, (draft, &(now, id))) in req.drafts.iter().zip(&plan.stamps).enumerate() {
                 if draft.open.is_some() && !(is_new && i == 0) {
                     return abort(Abort::Error(self.refused(
@@ -1187,7 +1253,7 @@ impl SledStore {
                         ))
                     }
                 };
-                staging.insert(TreeId::Amendments, &record_key(&uuid, version), record);
+                records.push(record);
                 if let Some(Err(e)) = indexing.as_mut().map(|c| c.add(&a)).transpose()? {
                     return abort(Abort::Error(
                         self.refused(&req.agreement, &format!("encoding failed: {e}")),
@@ -1212,6 +1278,10 @@ impl SledStore {
                     ))
                 }
             };
+            for (last, value) in pack::packs(&records, self.pack_records) {
+                let version = actual + 1 + last as u64;
+                staging.insert(TreeId::Amendments, &record_key(&uuid, version), value);
+            }
             // The head goes in last: a head in sled means all of its request is (`staging.rs`).
             if is_new {
                 staging.insert(TreeId::Slugs, slug.as_bytes(), uuid.as_bytes().to_vec());
@@ -1261,14 +1331,20 @@ impl SledStore {
         let mut out = Vec::new();
         for kv in self.amendments.scan_prefix(uuid.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            let Some((_, version)) = split_record_key(&k) else {
+            let Some((_, last)) = split_record_key(&k) else {
                 return Err(self.corrupt(format!(
                     "agreement {agreement} has a record key of {} bytes, not 24",
                     k.len()
                 )));
             };
-            let decoded = open_envelope::<StoredAmendment>(&v).and_then(into_amendment);
-            out.push(decoded.map_err(|r| self.decode_err(agreement.as_str(), Some(version), r))?);
+            let records = pack::unpack(last, &v)
+                .map_err(|r| self.decode_err(agreement.as_str(), Some(last), r))?;
+            for (version, record) in records {
+                let decoded = open_envelope::<StoredAmendment>(record).and_then(into_amendment);
+                out.push(
+                    decoded.map_err(|r| self.decode_err(agreement.as_str(), Some(version), r))?,
+                );
+            }
         }
         Ok(out)
     }

@@ -14,12 +14,14 @@ use pactum_domain::{AgreementHead, Hash, HistoryVisitor, Slug};
 use uuid::Uuid;
 
 use crate::codec::*;
+use crate::pack;
 use crate::{SledStore, StoreError};
 
-/// Records sent to a worker at a time (whole agreements; a long one goes alone).
-const CHUNK_RECORDS: usize = 512;
+/// Bytes of records sent to a worker at a time (whole agreements; a long one goes alone).
+const CHUNK_BYTES: usize = 192 << 10;
 
-/// An agreement's head and its raw records (version, bytes), as read.
+/// An agreement's head and its raw `amendments` values (key version, bytes: a record or a
+/// pack of them), as read.
 type Raw = (AgreementHead, Vec<(u64, sled::IVec)>);
 
 impl SledStore {
@@ -61,10 +63,10 @@ impl SledStore {
                 };
                 if current.as_ref().is_none_or(|(at, _)| *at != id) {
                     if let Some((_, raw)) = current.take() {
-                        in_chunk += raw.1.len();
+                        in_chunk += raw.1.iter().map(|(_, v)| v.len()).sum::<usize>();
                         chunk.push(raw);
                     }
-                    if in_chunk >= CHUNK_RECORDS {
+                    if in_chunk >= CHUNK_BYTES {
                         if send.send(std::mem::take(&mut chunk)).is_err() {
                             break;
                         }
@@ -121,13 +123,21 @@ impl SledStore {
             let Ok(chunk) = next else {
                 return;
             };
-            for (head, records) in chunk {
+            for (head, values) in chunk {
                 let slug = head.agreement.clone();
-                let mut decoded = records.into_iter().map(|(version, raw)| {
-                    open_envelope::<StoredAmendment>(&raw)
-                        .and_then(into_amendment)
-                        .map_err(|r| self.decode_err(slug.as_str(), Some(version), r))
-                });
+                let err = |version, reason| self.decode_err(slug.as_str(), Some(version), reason);
+                let mut decoded = values
+                    .iter()
+                    .flat_map(|(last, value)| match pack::unpack(*last, value) {
+                        Ok(records) => records.into_iter().map(Ok).collect(),
+                        Err(reason) => vec![Err(err(*last, reason))],
+                    })
+                    .map(|record| {
+                        let (version, bytes) = record?;
+                        open_envelope::<StoredAmendment>(bytes)
+                            .and_then(into_amendment)
+                            .map_err(|reason| err(version, reason))
+                    });
                 visit(head, &mut decoded);
             }
         }

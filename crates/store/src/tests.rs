@@ -119,6 +119,25 @@ pub(crate) fn every_value() -> Vec<Change> {
 
 /// The three-amendment ledger the snapshots show.
 fn small_ledger(store: &SledStore) -> Vec<Amendment> {
+    // One call per draft: each record alone under its own key, as the tests that damage a
+    // record by its key need ([`packed_ledger`] is the same in one call: one pack).
+    let stamper = stamper();
+    let mut written = Vec::new();
+    for (at, draft) in small_drafts().into_iter().enumerate() {
+        let call = [req("acme-initech", at as u64, vec![draft])];
+        written.extend(store.append(&call, &stamper).unwrap());
+    }
+    written
+}
+
+/// [`small_ledger`] appended in one call, so that its three records make one pack.
+fn packed_ledger(store: &SledStore) -> Vec<Amendment> {
+    let call = [req("acme-initech", 0, small_drafts())];
+    store.append(&call, &stamper()).unwrap()
+}
+
+/// The three drafts of [`small_ledger`].
+fn small_drafts() -> Vec<Draft> {
     let mut second = fields("acme-initech", "Raise the fee", day(2025, 1, 1));
     second.summary = Some("Fees go up.".into());
     second.sources = vec!["https://example.com/fees".into()];
@@ -140,26 +159,17 @@ fn small_ledger(store: &SledStore) -> Vec<Amendment> {
     let mut third = fields("acme-initech", "Correct the fee", day(2025, 1, 1));
     third.revokes = vec![2];
     third.changes = vec![set("regions", Value::List(vec![Value::Text("EU".into())]))];
-    store
-        .append(
-            &[req(
-                "acme-initech",
-                0,
-                vec![
-                    opening(
-                        "acme-initech",
-                        vec![
-                            set("support.premium", Value::Bool(true)),
-                            set("share", Value::Percent(dec("20"))),
-                        ],
-                    ),
-                    Draft::new(second).unwrap(),
-                    Draft::new(third).unwrap(),
-                ],
-            )],
-            &stamper(),
-        )
-        .unwrap()
+    vec![
+        opening(
+            "acme-initech",
+            vec![
+                set("support.premium", Value::Bool(true)),
+                set("share", Value::Percent(dec("20"))),
+            ],
+        ),
+        Draft::new(second).unwrap(),
+        Draft::new(third).unwrap(),
+    ]
 }
 
 fn conflict_of(e: StoreFailure<StoreError>) -> (Slug, u64, u64) {
@@ -770,21 +780,26 @@ fn open_refuses_foreign_and_newer_sled_databases() {
     drop(SledStore::open(&newer, OpenMode::CreateIfMissing).unwrap());
     {
         let db = sled::open(&newer).unwrap();
-        db.insert(FORMAT_KEY, &2u32.to_be_bytes()).unwrap();
+        db.insert(FORMAT_KEY, &(FORMAT_VERSION + 1).to_be_bytes())
+            .unwrap();
         db.flush().unwrap();
     }
     let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
     assert!(
         matches!(
             e,
-            StoreError::NewerFormat {
-                found: 2,
-                supported: 1,
-                ..
-            }
+            StoreError::NewerFormat { found, supported, .. }
+                if found == FORMAT_VERSION + 1 && supported == FORMAT_VERSION
         ),
         "{e}"
     );
+    {
+        let db = sled::open(&newer).unwrap();
+        db.insert(FORMAT_KEY, &0u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
+    assert!(e.to_string().contains("unknown format version 0"), "{e}");
 
     {
         let db = sled::open(&newer).unwrap();
@@ -818,7 +833,7 @@ fn a_new_store_has_its_format_key() {
     let dump = store.dump().unwrap();
     assert_eq!(dump.len(), 2);
     assert_eq!(dump[0].key, "pactum.format");
-    assert_eq!(dump[0].value, "format version 1");
+    assert_eq!(dump[0].value, "format version 2");
     assert_eq!(dump[0].key_hex, hex::encode(FORMAT_KEY));
     // A store made by this build keeps a query index.
     assert_eq!(dump[1].key, "pactum.index");
@@ -884,7 +899,7 @@ fn snapshot_of_stored_records() {
 #[test]
 fn snapshot_of_key_layout() {
     let store = SledStore::temporary().unwrap();
-    small_ledger(&store);
+    packed_ledger(&store);
     store
         .append(&[req("beta", 0, vec![opening("beta", vec![])])], &stamper())
         .unwrap();
@@ -976,7 +991,7 @@ fn documented_example_record() {
             (
                 "__sled__default".into(),
                 hex::encode(FORMAT_KEY),
-                "00000001".into()
+                "00000002".into()
             ),
             (
                 "__sled__default".into(),
@@ -1087,4 +1102,116 @@ fn the_index_of_an_agreement_caught_between_its_slug_and_its_head_is_none() {
         .insert("halfway", uuid::Uuid::from_u128(7).as_bytes().as_slice())
         .unwrap();
     assert!(store.index(&slug("halfway")).unwrap().is_none());
+}
+
+/// The `amendments` tree as (key version, envelope byte) pairs.
+fn record_keys(store: &SledStore) -> Vec<(u64, u8)> {
+    let tree = store.raw_tree("amendments").unwrap();
+    tree.iter()
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (split_record_key(&k).unwrap().1, v[0])
+        })
+        .collect()
+}
+
+#[test]
+fn a_call_packs_its_records_and_every_read_unpacks_them() {
+    let store = SledStore::temporary().unwrap();
+    let written = packed_ledger(&store);
+    assert_eq!(record_keys(&store), [(3, pack::CODEC_PACK)]);
+    let more: Vec<Draft> = (4..=40)
+        .map(|n| {
+            amend(
+                "acme-initech",
+                &format!("v{n}"),
+                vec![set("n", Value::Int(n))],
+            )
+        })
+        .collect();
+    let more = store
+        .append(&[req("acme-initech", 3, more)], &stamper())
+        .unwrap();
+    // Cut at 16 records, never across calls.
+    let keys: Vec<u64> = record_keys(&store).iter().map(|k| k.0).collect();
+    assert_eq!(keys, [3, 19, 35, 40]);
+    let all: Vec<Amendment> = written.into_iter().chain(more).collect();
+    let agreement = slug("acme-initech");
+    assert_eq!(store.amendments(&agreement).unwrap(), all);
+    assert!(store.verify(&agreement).unwrap().is_empty());
+    assert_eq!(store.record_sizes().unwrap().0, 40);
+    let index = store.index(&agreement).unwrap().unwrap();
+    for a in &all {
+        for c in &a.changes {
+            assert_eq!(index.change(c.term(), a.version).unwrap().as_ref(), Some(c));
+        }
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    store
+        .for_each_history(&|_, history| {
+            let read: Vec<Amendment> = history.map(|a| a.unwrap()).collect();
+            seen.lock().unwrap().extend(read);
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen.into_inner().unwrap(), all);
+}
+
+#[test]
+fn verify_finds_damage_inside_a_pack() {
+    let store = SledStore::temporary().unwrap();
+    let written = packed_ledger(&store);
+    let agreement = slug("acme-initech");
+    let uuid = store.uuid_of(&agreement).unwrap().unwrap();
+    let tree = store.raw_tree("amendments").unwrap();
+    let k = record_key(&uuid, 3);
+    let good = tree.get(k).unwrap().unwrap().to_vec();
+    let mut v = good.clone();
+    let at = v.windows(13).position(|w| w == b"Raise the fee").unwrap();
+    v[at] = b'r';
+    tree.insert(k, v).unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].version, Some(2));
+    assert!(findings[0].problem.contains("does not match its hash"));
+    assert!(findings[0].problem.contains(&written[1].hash.to_hex()));
+
+    // A pack cut short: one finding at its key, and reads fail naming it.
+    tree.insert(k, &good[..good.len() - 1]).unwrap();
+    let findings = store.verify(&agreement).unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].version, Some(3));
+    assert!(findings[0]
+        .problem
+        .starts_with("the record pack does not decode"));
+    let read = store.amendments(&agreement).unwrap_err();
+    assert!(
+        matches!(
+            read,
+            StoreError::Decode {
+                version: Some(3),
+                ..
+            }
+        ),
+        "{read}"
+    );
+}
+
+#[test]
+fn a_format_1_store_is_appended_one_record_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pactum.db");
+    {
+        let store = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+        let meta = store.raw_tree("__sled__default").unwrap();
+        meta.insert(FORMAT_KEY, &1u32.to_be_bytes()).unwrap();
+    }
+    let wait = std::time::Duration::from_secs(3);
+    let written = {
+        let store = SledStore::open_waiting(&path, OpenMode::MustExist, wait).unwrap();
+        packed_ledger(&store)
+    };
+    let store = SledStore::open_waiting(&path, OpenMode::MustExist, wait).unwrap();
+    assert_eq!(record_keys(&store), [(1, 1), (2, 1), (3, 1)]);
+    assert_eq!(store.dump().unwrap()[0].value, "format version 1");
+    assert_eq!(store.amendments(&slug("acme-initech")).unwrap(), written);
 }

@@ -7,6 +7,7 @@
 use pactum_domain::{ChainReport, Hash, Slug, VerifyFinding};
 
 use crate::codec::*;
+use crate::pack;
 use crate::{SledStore, StoreError};
 
 /// The last record that decoded: what the next one is checked against.
@@ -61,8 +62,8 @@ impl SledStore {
         let mut opening: Option<Option<StoredOpening>> = None;
         for kv in self.amendments.scan_prefix(uuid.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            records_checked += 1;
-            let Some((_, version)) = split_record_key(&k) else {
+            let Some((_, key_version)) = split_record_key(&k) else {
+                records_checked += 1;
                 find(
                     None,
                     format!(
@@ -73,99 +74,116 @@ impl SledStore {
                 );
                 continue;
             };
-            if version > next_version {
-                let missing = if version - next_version == 1 {
-                    format!("version {next_version} is missing")
-                } else {
-                    format!("versions {next_version} to {} are missing", version - 1)
-                };
-                find(Some(next_version), missing);
-            } else if version < next_version {
-                find(
-                    Some(version),
-                    format!("a record is keyed version {version}"),
-                );
-            }
-            next_version = version.saturating_add(1);
-            last_key = Some(version);
-
-            let record = match open_envelope::<StoredAmendment>(&v) {
-                Ok(r) => r,
+            let records = match pack::unpack(key_version, &v) {
+                Ok(records) => records,
                 Err(e) => {
-                    find(Some(version), format!("the record does not decode: {e}"));
+                    records_checked += 1;
+                    find(
+                        Some(key_version),
+                        format!("the record pack does not decode: {e}"),
+                    );
+                    next_version = key_version.saturating_add(1);
+                    last_key = Some(key_version);
                     last = None;
                     continue;
                 }
             };
-            if let Err(e) = amendment_of(&record) {
-                find(Some(version), format!("the record holds a bad value: {e}"));
-            }
-            let body = &record.body;
-            if version == 1 {
-                opening = Some(body.open.clone());
-            }
-            if body.version != version {
-                find(
-                    Some(version),
-                    format!("the record says version {}", body.version),
-                );
-            }
-            if body.agreement != agreement.as_str() {
-                find(
-                    Some(version),
-                    format!("the record names agreement {:?}", body.agreement),
-                );
-            }
-            let link = match &last {
-                Some(prev) if prev.version.checked_add(1) == Some(version) => {
-                    Some((format!("version {}'s hash", prev.version), prev.hash))
-                }
-                _ if version == 1 => Some(("the zero hash".to_owned(), Hash::ZERO.0)),
-                // The predecessor is missing or does not decode: already reported.
-                _ => None,
-            };
-            if let Some((what, expected)) = link {
-                if record.prev_hash != expected {
+            for (version, v) in records {
+                records_checked += 1;
+                if version > next_version {
+                    let missing = if version - next_version == 1 {
+                        format!("version {next_version} is missing")
+                    } else {
+                        format!("versions {next_version} to {} are missing", version - 1)
+                    };
+                    find(Some(next_version), missing);
+                } else if version < next_version {
                     find(
                         Some(version),
-                        format!(
-                            "prev_hash {} is not {what} {}",
-                            hex::encode(record.prev_hash),
-                            hex::encode(expected)
-                        ),
+                        format!("a record is keyed version {version}"),
                     );
                 }
-            }
-            if let Some(prev) = &last {
-                if body.recorded_at <= prev.recorded_at {
+                next_version = version.saturating_add(1);
+                last_key = Some(version);
+
+                let record = match open_envelope::<StoredAmendment>(v) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        find(Some(version), format!("the record does not decode: {e}"));
+                        last = None;
+                        continue;
+                    }
+                };
+                if let Err(e) = amendment_of(&record) {
+                    find(Some(version), format!("the record holds a bad value: {e}"));
+                }
+                let body = &record.body;
+                if version == 1 {
+                    opening = Some(body.open.clone());
+                }
+                if body.version != version {
                     find(
                         Some(version),
-                        format!(
-                            "recorded_at is not after version {}'s ({} µs ≤ {} µs)",
-                            prev.version, body.recorded_at, prev.recorded_at
-                        ),
+                        format!("the record says version {}", body.version),
                     );
                 }
-            }
-            if let Some(raw) = raw_body(&v) {
-                let recomputed = chain_hash(&record.prev_hash, raw);
-                hashes.push((version, recomputed));
-                if recomputed.0 != record.hash {
+                if body.agreement != agreement.as_str() {
                     find(
                         Some(version),
-                        format!(
-                            "its content does not match its hash (stored {}, recomputed {})",
-                            hex::encode(record.hash),
-                            recomputed
-                        ),
+                        format!("the record names agreement {:?}", body.agreement),
                     );
                 }
+                let link = match &last {
+                    Some(prev) if prev.version.checked_add(1) == Some(version) => {
+                        Some((format!("version {}'s hash", prev.version), prev.hash))
+                    }
+                    _ if version == 1 => Some(("the zero hash".to_owned(), Hash::ZERO.0)),
+                    // The predecessor is missing or does not decode: already reported.
+                    _ => None,
+                };
+                if let Some((what, expected)) = link {
+                    if record.prev_hash != expected {
+                        find(
+                            Some(version),
+                            format!(
+                                "prev_hash {} is not {what} {}",
+                                hex::encode(record.prev_hash),
+                                hex::encode(expected)
+                            ),
+                        );
+                    }
+                }
+                if let Some(prev) = &last {
+                    if body.recorded_at <= prev.recorded_at {
+                        find(
+                            Some(version),
+                            format!(
+                                "recorded_at is not after version {}'s ({} µs ≤ {} µs)",
+                                prev.version, body.recorded_at, prev.recorded_at
+                            ),
+                        );
+                    }
+                }
+                if let Some(raw) = raw_body(v) {
+                    let recomputed = chain_hash(&record.prev_hash, raw);
+                    hashes.push((version, recomputed));
+                    if recomputed.0 != record.hash {
+                        find(
+                            Some(version),
+                            format!(
+                                "its content does not match its hash (stored {}, recomputed {})",
+                                hex::encode(record.hash),
+                                recomputed
+                            ),
+                        );
+                    }
+                }
+                last = Some(Seen {
+                    version,
+                    hash: record.hash,
+                    recorded_at: body.recorded_at,
+                });
             }
-            last = Some(Seen {
-                version,
-                hash: record.hash,
-                recorded_at: body.recorded_at,
-            });
         }
 
         let (version, head_hash) = match &head {
