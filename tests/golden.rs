@@ -1,7 +1,7 @@
-//! Format stability: tests/fixtures/golden-v1 is a store written by format version 1 (see its
-//! README). Every later pactum must open it, verify it, export it byte for byte and answer
-//! queries from it as it did when it was made. The committed store is never opened in place
-//! (sled writes on open): each test works on a copy.
+//! Format stability: tests/fixtures/golden-v1 and golden-v2 are stores written by format
+//! versions 1 and 2 (see their READMEs). Every later pactum must open each, verify it, export
+//! it byte for byte and answer queries from it as it did when it was made. The committed stores
+//! are never opened in place (sled writes on open): each test works on a copy.
 
 use std::fs;
 use std::path::Path;
@@ -11,21 +11,64 @@ use serde_json::Value;
 
 use crate::common::{copy_dir, Env, OPENING};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1");
-
-fn fixture(name: &str) -> String {
-    let path = Path::new(FIXTURE).join(name);
-    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// A committed store, and its heads as made, pinned here too, so that regenerating a fixture's
+/// files together (which its README forbids) still fails a test.
+struct Golden {
+    dir: &'static str,
+    heads: [(&'static str, u64, &'static str); 2],
 }
 
-fn fixture_json(name: &str) -> Value {
-    serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+const GOLDENS: [Golden; 2] = [
+    Golden {
+        dir: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v1"),
+        heads: [
+            (
+                "acme-initech",
+                4,
+                "d5c30ff709fbd9230a1c758ca320238ca0fcf51da685c173a2cd271dbc2503e7",
+            ),
+            (
+                "microsoft-openai",
+                7,
+                "0c98f4beb775a4d9727ed31993c99c0c3facad1439628bf02a6fb38bf88f60db",
+            ),
+        ],
+    },
+    // Format 2: microsoft-openai's seven records were appended in one call, so they are
+    // stored in record packs; acme-initech's one by one, each alone.
+    Golden {
+        dir: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/golden-v2"),
+        heads: [
+            (
+                "acme-initech",
+                4,
+                "0326fe9c4b1e6fe2cb5bf2837a359f93406752854f669042dce29ebe49db0971",
+            ),
+            (
+                "microsoft-openai",
+                7,
+                "0c98f4beb775a4d9727ed31993c99c0c3facad1439628bf02a6fb38bf88f60db",
+            ),
+        ],
+    },
+];
+
+impl Golden {
+    fn fixture(&self, name: &str) -> String {
+        let path = Path::new(self.dir).join(name);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    fn fixture_json(&self, name: &str) -> Value {
+        serde_json::from_str(&self.fixture(name))
+            .unwrap_or_else(|e| panic!("{}/{name}: {e}", self.dir))
+    }
 }
 
-/// An environment whose store is a fresh copy of the golden store.
-fn golden() -> Env {
+/// An environment whose store is a fresh copy of a golden store.
+fn golden(g: &Golden) -> Env {
     let env = Env::new();
-    copy_dir(&Path::new(FIXTURE).join("store"), &env.store());
+    copy_dir(&Path::new(g.dir).join("store"), &env.store());
     // git keeps no empty directories; sled's is recreated if missing, but make the copy whole.
     fs::create_dir_all(env.store().join("blobs")).unwrap();
     env
@@ -55,28 +98,19 @@ fn assert_includes(actual: &Value, expected: &Value, at: &str) {
     }
 }
 
-/// The heads as made, pinned here too, so that regenerating the fixture files together (which
-/// the README forbids) still fails a test.
-const HEADS: [(&str, u64, &str); 2] = [
-    (
-        "acme-initech",
-        4,
-        "d5c30ff709fbd9230a1c758ca320238ca0fcf51da685c173a2cd271dbc2503e7",
-    ),
-    (
-        "microsoft-openai",
-        7,
-        "0c98f4beb775a4d9727ed31993c99c0c3facad1439628bf02a6fb38bf88f60db",
-    ),
-];
-
 #[test]
-fn the_golden_store_verifies() {
-    let env = golden();
+fn the_golden_stores_verify() {
+    for g in &GOLDENS {
+        golden_verifies(g);
+    }
+}
+
+fn golden_verifies(g: &Golden) {
+    let env = golden(g);
     let run = env.run(&["verify", "--format", "json"]);
     let reports = run.json();
-    assert_includes(&reports, &fixture_json("verify.json"), "verify");
-    for (report, (slug, version, hash)) in reports.as_array().unwrap().iter().zip(HEADS) {
+    assert_includes(&reports, &g.fixture_json("verify.json"), "verify");
+    for (report, (slug, version, hash)) in reports.as_array().unwrap().iter().zip(g.heads) {
         assert_eq!(
             (
                 &report["agreement"],
@@ -96,8 +130,14 @@ fn the_golden_store_verifies() {
 }
 
 #[test]
-fn the_golden_store_exports_byte_for_byte() {
-    let env = golden();
+fn the_golden_stores_export_byte_for_byte() {
+    for g in &GOLDENS {
+        golden_exports(g);
+    }
+}
+
+fn golden_exports(g: &Golden) {
+    let env = golden(g);
     let heads = env.run(&["agreements", "--format", "json"]).json();
     let slugs: Vec<&str> = heads
         .as_array()
@@ -110,12 +150,18 @@ fn the_golden_store_exports_byte_for_byte() {
         .iter()
         .map(|s| env.run(&["export", s]).ok().to_owned())
         .collect();
-    assert_eq!(export, fixture("export.jsonl"));
+    assert_eq!(export, g.fixture("export.jsonl"), "{}", g.dir);
 }
 
 #[test]
-fn the_golden_store_answers_terms_queries() {
-    let env = golden();
+fn the_golden_stores_answer_terms_queries() {
+    for g in &GOLDENS {
+        golden_answers(g);
+    }
+}
+
+fn golden_answers(g: &Golden) {
+    let env = golden(g);
     for (args, expected) in [
         (
             vec!["terms", "acme-initech", "--on", "2025-06-01"],
@@ -140,14 +186,25 @@ fn the_golden_store_answers_terms_queries() {
     ] {
         let mut args = args;
         args.extend(["--format", "json"]);
-        assert_eq!(env.run(&args).json(), fixture_json(expected), "{args:?}");
+        assert_eq!(
+            env.run(&args).json(),
+            g.fixture_json(expected),
+            "{}: {args:?}",
+            g.dir
+        );
     }
 }
 
 /// A store of an old format is not read-only: it takes new amendments and stays intact.
 #[test]
-fn the_golden_store_takes_new_amendments() {
-    let env = golden();
+fn the_golden_stores_take_new_amendments() {
+    for g in &GOLDENS {
+        golden_takes_amendments(g);
+    }
+}
+
+fn golden_takes_amendments(g: &Golden) {
+    let env = golden(g);
     let next = OPENING
         .replace("acme-initech", "new-agreement")
         .replace("title = \"Master", "expect_version = 0\ntitle = \"Master");
@@ -165,7 +222,7 @@ fn the_golden_store_takes_new_amendments() {
 
 #[test]
 fn a_store_of_a_newer_format_is_refused_by_name_and_number() {
-    let env = golden();
+    let env = golden(&GOLDENS[1]);
     let newer = FORMAT_VERSION + 1;
     {
         let store = SledStore::open(&env.store(), OpenMode::MustExist).unwrap();
@@ -200,4 +257,24 @@ fn a_store_of_a_newer_format_is_refused_by_name_and_number() {
         .fails(1)
         .to_owned();
     assert!(line.contains("upgrade pactum"), "{line}");
+}
+
+/// What makes golden-v2 a format-2 store: its format key, and records in packs (a value that
+/// starts with the pack byte 0x02 and holds several records under one key).
+#[test]
+fn the_golden_v2_store_holds_record_packs() {
+    let env = golden(&GOLDENS[1]);
+    let store = SledStore::open(&env.store(), OpenMode::MustExist).unwrap();
+    let format = store.raw_tree("__sled__default").unwrap();
+    let format = format.get("pactum.format").unwrap().unwrap();
+    assert_eq!(format.as_ref(), 2u32.to_be_bytes());
+    let values: Vec<u8> = store
+        .raw_tree("amendments")
+        .unwrap()
+        .iter()
+        .map(|kv| kv.unwrap().1[0])
+        .collect();
+    assert!(values.contains(&2), "{values:?}");
+    assert!(values.contains(&1), "{values:?}");
+    assert!(values.len() < 11, "{values:?}");
 }
