@@ -166,6 +166,18 @@ pub fn open_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     Ok(value)
 }
 
+/// A record's stored bytes from its encoded body: envelope ++ body ++ prev_hash ++ hash, which
+/// is what [`seal_envelope`] of the `StoredAmendment` gives (a struct's fields are inline,
+/// `[u8; 32]` is 32 raw bytes), without encoding the body a second time.
+pub fn seal_record_bytes(body_bytes: &[u8], prev_hash: &[u8; 32], hash: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + body_bytes.len() + 64);
+    out.push(CODEC_BINCODE);
+    out.extend_from_slice(body_bytes);
+    out.extend_from_slice(prev_hash);
+    out.extend_from_slice(hash);
+    out
+}
+
 /// The hash rule: SHA-256(prev_hash ++ bincode(body)).
 pub fn chain_hash(prev_hash: &[u8; 32], body_bytes: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -421,6 +433,35 @@ mod tests {
         assert_eq!(split_record_key(&k10), Some((id, 10)));
         assert_eq!(split_record_key(&k10[..23]), None);
         assert_eq!(split_record_key(&[0; 25]), None);
+    }
+
+    #[test]
+    fn a_record_sealed_from_its_body_bytes_is_the_sealed_struct() {
+        let body = StoredBody {
+            version: 3,
+            id: [9; 16],
+            agreement: "acme".into(),
+            effective: 739_000,
+            recorded_at: 1_700_000_000_000_000,
+            title: "Raise".into(),
+            summary: Some("up".into()),
+            sources: vec!["https://example.com".into()],
+            open: None,
+            changes: vec![StoredChange::Remove {
+                term: "fee".into(),
+                text: None,
+            }],
+            revokes: vec![1, 2],
+        };
+        let (prev, hash) = ([1u8; 32], [2u8; 32]);
+        let body_bytes = encode(&body).unwrap();
+        let whole = seal_envelope(&StoredAmendment {
+            body,
+            prev_hash: prev,
+            hash,
+        })
+        .unwrap();
+        assert_eq!(seal_record_bytes(&body_bytes, &prev, &hash), whole);
     }
 
     #[test]

@@ -36,12 +36,7 @@ fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
             a.hash
         ));
     }
-    let record = seal_envelope(&StoredAmendment {
-        body,
-        prev_hash: a.prev_hash.0,
-        hash: a.hash.0,
-    })
-    .map_err(|e| format!("{at}: encoding failed: {e}"))?;
+    let record = seal_record_bytes(&body_bytes, &a.prev_hash.0, &a.hash.0);
     if record.len() > RECORD_BYTES_MAX {
         return Err(format!(
             "{at} encodes to {} bytes, over the limit of {RECORD_BYTES_MAX}",

@@ -1226,14 +1226,9 @@ impl SledStore {
                 let recorded_at = next_recorded_at(previous, now);
                 let mut a =
                     Amendment::unsealed(draft, version, id, recorded_at, Hash(head.head_hash));
-                let body = body_of(&a);
-                let encoded = encode(&body).and_then(|body_bytes| {
+                let encoded = encode(&body_of(&a)).map(|body_bytes| {
                     a.hash = chain_hash(&head.head_hash, &body_bytes);
-                    seal_envelope(&StoredAmendment {
-                        body,
-                        prev_hash: head.head_hash,
-                        hash: a.hash.0,
-                    })
+                    seal_record_bytes(&body_bytes, &head.head_hash, &a.hash.0)
                 });
                 let record = match encoded {
                     Ok(r) if r.len() <= RECORD_BYTES_MAX => r,
