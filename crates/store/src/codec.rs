@@ -7,11 +7,11 @@ use pactum_domain::{
     limits::VALUE_DEPTH_MAX, Amendment, Change, Currency, Decimal, Hash, Money, Opening, Slug,
     TermKey, Value, Version,
 };
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-/// The envelope byte of every record and head: codec 1 = bincode 2, standard config, via serde.
+/// The envelope byte of every record and head: codec 1 = bincode 2, standard config, of the
+/// plain structs below through bincode's own derive (the same bytes its serde path gives).
 pub const CODEC_BINCODE: u8 = 1;
 
 /// Most bytes a decode may claim for its containers. A damaged length prefix could otherwise ask
@@ -50,7 +50,7 @@ pub fn uuid_from_bytes(bytes: &[u8]) -> Option<Uuid> {
 /// One node of a value in preorder. Values are stored flat, not as a recursive enum, so that
 /// decoding a damaged record never recurses without bound. Variant indices follow
 /// `pactum_domain::Value`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum StoredValueNode {
     Bool(bool),
     Int(i64),
@@ -67,13 +67,13 @@ pub enum StoredValueNode {
     Percent(String),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredOpening {
     pub name: String,
     pub parties: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum StoredChange {
     Set {
         term: String,
@@ -88,7 +88,7 @@ pub enum StoredChange {
 }
 
 /// Everything of an amendment that its hash covers, in encoding order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredBody {
     pub version: u64,
     pub id: [u8; 16],
@@ -108,7 +108,7 @@ pub struct StoredBody {
 /// A record's payload: the body, then the chain link and the seal, 32 raw bytes each. Because
 /// bincode puts struct fields one after another, the body's bytes are the payload less its last
 /// 64 bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredAmendment {
     pub body: StoredBody,
     pub prev_hash: [u8; 32],
@@ -116,7 +116,7 @@ pub struct StoredAmendment {
 }
 
 /// The agreements tree value: what a reader needs without scanning the history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredHead {
     pub slug: String,
     pub name: String,
@@ -132,12 +132,12 @@ fn config() -> bincode::config::Configuration {
 }
 
 /// bincode payload of a stored struct.
-pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| e.to_string())
+pub fn encode<T: bincode::Encode>(value: &T) -> Result<Vec<u8>, String> {
+    bincode::encode_to_vec(value, config()).map_err(|e| e.to_string())
 }
 
 /// Envelope byte ++ bincode payload.
-pub fn seal_envelope<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+pub fn seal_envelope<T: bincode::Encode>(value: &T) -> Result<Vec<u8>, String> {
     let payload = encode(value)?;
     let mut out = Vec::with_capacity(payload.len() + 1);
     out.push(CODEC_BINCODE);
@@ -147,7 +147,7 @@ pub fn seal_envelope<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
 
 /// Decodes envelope ++ payload, refusing an unknown envelope byte and trailing bytes (so that a
 /// value has exactly one stored form).
-pub fn open_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+pub fn open_envelope<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
     let (&codec, payload) = bytes.split_first().ok_or("the value is empty")?;
     if codec != CODEC_BINCODE {
         return Err(format!(
@@ -155,7 +155,7 @@ pub fn open_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         ));
     }
     let limited = config().with_limit::<DECODE_LIMIT>();
-    let (value, read) = bincode::serde::decode_from_slice::<T, _>(payload, limited)
+    let (value, read) = bincode::decode_from_slice::<T, _>(payload, limited)
         .map_err(|e| format!("bincode: {e}"))?;
     if read != payload.len() {
         return Err(format!(
@@ -362,7 +362,7 @@ pub fn into_amendment(s: StoredAmendment) -> Result<Amendment, String> {
 /// An `idx_segments` value: what the query index knows of a run of versions of one agreement
 /// (`start` to the version its key names), and at a multiple of [`CHECKPOINT`] every term named
 /// so far.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredSegment {
     pub start: u64,
     /// Versions `start`, `start + 1`, … in order.
@@ -373,7 +373,7 @@ pub struct StoredSegment {
 }
 
 /// One version, as the query index keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct StoredIndexedVersion {
     /// Days from CE.
     pub effective: i32,
