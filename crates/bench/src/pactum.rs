@@ -10,7 +10,7 @@ use chrono::{Days, NaiveDate};
 use pactum_app::{Ledger, Submission, SystemStamper};
 use pactum_domain::{AppendRequest, LedgerStore, Slug, StoreFailure};
 use pactum_projection::{Cut, Point};
-use pactum_store::{OpenMode, SledStore};
+use pactum_store::{OpenMode, SledStore, StoreError};
 
 use crate::answer::Answer;
 use crate::gen::{self, AgreementGen, GenStats, Meta, Shape};
@@ -375,9 +375,19 @@ pub fn concurrent_appends(ledger: &PactumLedger, cfg: &Config) -> Result<f64, Be
 /// (`Ledger::for_each_timeline`). Returns the amendments done and the time, open included.
 pub fn replay(path: &Path) -> Result<(u64, Duration), BenchError> {
     let far = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or(NaiveDate::MAX);
-    let t = Instant::now();
-    // sled lets go of the directory a moment after the import's store is dropped.
-    let store = SledStore::open_waiting(path, OpenMode::MustExist, Duration::from_secs(3))?;
+    // sled lets go of the directory a moment after the import's store is dropped, from a
+    // thread of its own: that wait is not the replay's, so only the open that succeeds is
+    // timed.
+    let given_up = Instant::now() + Duration::from_secs(3);
+    let (t, store) = loop {
+        let t = Instant::now();
+        match SledStore::open(path, OpenMode::MustExist) {
+            Err(StoreError::Locked { .. }) if Instant::now() < given_up => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened => break (t, opened?),
+        }
+    };
     let ledger = Ledger::new(store, Box::new(SystemStamper));
     let done = AtomicU64::new(0);
     let failed = Mutex::new(None);
