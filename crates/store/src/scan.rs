@@ -6,7 +6,6 @@
 //! pays that once per agreement; one iterator over the tree pays it once per leaf. Decoding
 //! a record costs more than reading it, so it runs on every core.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,6 +19,36 @@ use crate::{SledStore, StoreError};
 /// Bytes of records sent to a worker at a time (whole agreements; a long one goes alone).
 const CHUNK_BYTES: usize = 192 << 10;
 
+/// The `agreements` tree read in id order, one head ahead.
+struct HeadCursor<'s> {
+    store: &'s SledStore,
+    iter: sled::Iter,
+    /// The next head not yet matched with records, and its id.
+    next: Option<(Uuid, AgreementHead)>,
+}
+
+impl HeadCursor<'_> {
+    /// Reads the next head into `next` (`None` past the last).
+    fn advance(&mut self) -> Result<(), StoreError> {
+        let store = self.store;
+        self.next = match self.iter.next() {
+            None => None,
+            Some(kv) => {
+                let (k, v) = kv.map_err(|e| store.sled_err(e))?;
+                let id = uuid_from_bytes(&k).ok_or_else(|| {
+                    store.corrupt(format!("an agreements key of {} bytes, not 16", k.len()))
+                })?;
+                let stored: StoredHead =
+                    open_envelope(&v).map_err(|r| store.decode_err(&id.to_string(), None, r))?;
+                let slug = Slug::parse(&stored.slug)
+                    .map_err(|e| store.corrupt(format!("agreement {id} has a bad slug: {e}")))?;
+                Some((id, store.head_from(slug, stored)?))
+            }
+        };
+        Ok(())
+    }
+}
+
 /// An agreement's head and its raw `amendments` values (key version, bytes: a record or a
 /// pack of them), as read.
 type Raw = (AgreementHead, Vec<(u64, sled::IVec)>);
@@ -29,7 +58,14 @@ impl SledStore {
         &self,
         visit: &HistoryVisitor<'_, StoreError>,
     ) -> Result<(), StoreError> {
-        let mut heads = self.heads_by_id()?;
+        // The heads are read alongside the records, both in id order, rather than all first:
+        // the workers decode while the heads are read.
+        let mut heads = HeadCursor {
+            store: self,
+            iter: self.agreements.iter(),
+            next: None,
+        };
+        heads.advance()?;
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
         let failure: Mutex<Option<StoreError>> = Mutex::new(None);
         let fail = |e: StoreError| {
@@ -72,16 +108,41 @@ impl SledStore {
                         }
                         in_chunk = 0;
                     }
-                    // Records of an id without a head are no agreement's (verify says so).
-                    current = heads.remove(&id).map(|head| (id, (head, Vec::new())));
+                    // Agreements without a record (only a damaged store has them) get an empty
+                    // history; records of an id without a head are no agreement's (verify
+                    // says so).
+                    let mut found = None;
+                    loop {
+                        match heads.next.take() {
+                            Some((at, head)) if at < id => chunk.push((head, Vec::new())),
+                            Some((at, head)) if at == id => found = Some(head),
+                            other => {
+                                heads.next = other;
+                                break;
+                            }
+                        }
+                        if let Err(e) = heads.advance() {
+                            fail(e);
+                            break;
+                        }
+                        if found.is_some() {
+                            break;
+                        }
+                    }
+                    current = found.map(|head| (id, (head, Vec::new())));
                 }
                 if let Some((_, (_, records))) = current.as_mut() {
                     records.push((version, v));
                 }
             }
             chunk.extend(current.map(|(_, raw)| raw));
-            // Agreements without a record (only a damaged store has them) get an empty history.
-            chunk.extend(heads.into_values().map(|head| (head, Vec::new())));
+            while let Some((_, head)) = heads.next.take() {
+                chunk.push((head, Vec::new()));
+                if let Err(e) = heads.advance() {
+                    fail(e);
+                    break;
+                }
+            }
             let _ = send.send(chunk);
             drop(send);
         });
@@ -89,23 +150,6 @@ impl SledStore {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    /// Every head, by agreement id.
-    fn heads_by_id(&self) -> Result<HashMap<Uuid, AgreementHead>, StoreError> {
-        let mut heads = HashMap::new();
-        for kv in self.agreements.iter() {
-            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            let id = uuid_from_bytes(&k).ok_or_else(|| {
-                self.corrupt(format!("an agreements key of {} bytes, not 16", k.len()))
-            })?;
-            let stored: StoredHead =
-                open_envelope(&v).map_err(|r| self.decode_err(&id.to_string(), None, r))?;
-            let slug = Slug::parse(&stored.slug)
-                .map_err(|e| self.corrupt(format!("agreement {id} has a bad slug: {e}")))?;
-            heads.insert(id, self.head_from(slug, stored)?);
-        }
-        Ok(heads)
     }
 
     /// A worker: visits each agreement of the chunks it receives, its records decoded one by

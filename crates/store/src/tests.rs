@@ -1053,6 +1053,47 @@ fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
 }
 
 #[test]
+fn one_pass_gives_a_head_without_records_an_empty_history_and_skips_records_without_a_head() {
+    let store = SledStore::temporary().unwrap();
+    let stamper = stamper();
+    for name in ["first", "middle", "last"] {
+        let drafts = vec![opening(name, vec![set("fee.base", Value::Int(1))])];
+        store.append(&[req(name, 0, drafts)], &stamper).unwrap();
+    }
+    let records = store.raw_tree("amendments").unwrap();
+    let middle = store.uuid_of(&slug("middle")).unwrap().unwrap();
+    records.remove(record_key(&middle, 1)).unwrap();
+    // Records under ids with no head, before every agreement and after all.
+    let first = store.uuid_of(&slug("first")).unwrap().unwrap();
+    let stray = |at: u128| {
+        let id = Uuid::from_u128(at);
+        let value = records.get(record_key(&first, 1)).unwrap().unwrap();
+        records.insert(record_key(&id, 1), value).unwrap();
+    };
+    stray(0);
+    stray(u128::MAX);
+    let seen = std::sync::Mutex::new(Vec::new());
+    store
+        .for_each_history(&|head, history| {
+            let versions: Vec<u64> = history.map(|a| a.unwrap().version).collect();
+            seen.lock()
+                .unwrap()
+                .push((head.agreement.to_string(), versions));
+        })
+        .unwrap();
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("first".to_owned(), vec![1]),
+            ("last".to_owned(), vec![1]),
+            ("middle".to_owned(), vec![]),
+        ]
+    );
+}
+
+#[test]
 fn a_big_call_staged_by_two_threads_writes_what_one_request_at_a_time_does() {
     // 6 agreements × 20 drafts: over PARALLEL_DRAFTS, so the call takes the two-thread path.
     let requests: Vec<AppendRequest> = (0..6)
