@@ -61,6 +61,7 @@ impl Rng {
 struct Figures {
     seed: u64,
     stores: u64,
+    /// Append calls run (each of 1 to MOST_PER_CALL amendments).
     attempts: u64,
     kills: u64,
     /// Kills while the store had no amendment yet: during its creation.
@@ -80,9 +81,9 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "seed {}: {} kills ({} during store creation), {} append attempts, {} stores; \
-             {} acknowledged, {} present ({} of them from killed appends), {} lost; \
-             append run time {:.1} ms; {:.1} s",
+            "seed {}: {} kills ({} during store creation), {} append calls of 1 to \
+             {MOST_PER_CALL} amendments, {} stores; {} amendments acknowledged, {} present ({} \
+             of them from killed appends), {} lost; append run time {:.1} ms; {:.1} s",
             self.seed,
             self.kills,
             self.kills_during_creation,
@@ -98,13 +99,22 @@ impl std::fmt::Display for Figures {
     }
 }
 
+/// What an append call acknowledged: each amendment's version and hash.
+type Acked = Vec<(u64, String)>;
+
+/// Most amendments one append call carries: a call of several is stored as record packs
+/// (docs/STORAGE.md), and must be there whole or not at all after a kill.
+const MOST_PER_CALL: u64 = 3;
+
 /// One store's life: what was submitted to it and what `append` acknowledged.
 #[derive(Default)]
 struct Episode {
-    /// Attempt numbers submitted to this store.
+    /// Attempt numbers submitted to this store (one per amendment).
     submitted: BTreeSet<u64>,
     /// Attempts whose process was killed.
     killed: BTreeSet<u64>,
+    /// The attempts of each killed call of several amendments: all present or none.
+    killed_calls: Vec<Vec<u64>>,
     /// Acknowledged version → (hash, attempt): exit 0 with these in stdout.
     acks: BTreeMap<u64, (String, u64)>,
     /// Acknowledged versions found missing or different at some check.
@@ -145,25 +155,32 @@ impl Harness {
         c
     }
 
-    /// Runs one append of a new attempt after version `latest`, SIGKILLing it after
-    /// `kill_after` unless it finished first. Returns the attempt number, how long it ran, and
-    /// `None` if the kill landed, else the acknowledged version and hash.
+    /// Runs one append call of `count` new attempts (one amendment each) after version
+    /// `latest`, SIGKILLing it after `kill_after` unless it finished first. Returns the attempt
+    /// numbers, how long it ran, and `None` if the kill landed, else each acknowledged version
+    /// and hash.
     fn append(
         &mut self,
         store: &Path,
         latest: u64,
+        count: u64,
         kill_after: Option<Duration>,
-    ) -> (u64, Duration, Option<(u64, String)>) {
-        self.attempt += 1;
-        let n = self.attempt;
-        let file = self
-            .env
-            .write(&format!("attempt-{n}.toml"), &amendment(n, latest));
+    ) -> (Vec<u64>, Duration, Option<Acked>) {
+        let mut attempts = Vec::new();
+        let mut args = vec!["append".to_owned()];
+        for i in 0..count {
+            self.attempt += 1;
+            let n = self.attempt;
+            attempts.push(n);
+            args.push(
+                self.env
+                    .write(&format!("attempt-{n}.toml"), &amendment(n, latest + i)),
+            );
+        }
+        args.extend(["--format".to_owned(), "json".to_owned()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let started = Instant::now();
-        let mut child = self
-            .command(store, &["append", &file, "--format", "json"])
-            .spawn()
-            .expect("spawn pactum");
+        let mut child = self.command(store, &args).spawn().expect("spawn pactum");
         if let Some(delay) = kill_after {
             std::thread::sleep(delay);
             // A child that has exited stays a zombie until waited for: the signal hits nothing.
@@ -172,22 +189,30 @@ impl Harness {
         let out = child.wait_with_output().expect("wait");
         let ran = started.elapsed();
         if out.status.signal() == Some(9) {
-            return (n, ran, None);
+            return (attempts, ran, None);
         }
         let seed = self.figures.seed;
         assert!(
             out.status.success(),
-            "seed {seed}: attempt {n} (expect_version {latest}) was not killed but failed: \
-             {:?} {}",
+            "seed {seed}: attempts {attempts:?} (expect_version {latest}) were not killed but \
+             failed: {:?} {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         let rows: serde_json::Value =
             serde_json::from_slice(&out.stdout).expect("append prints JSON");
-        let version = rows[0]["version"].as_u64().expect("version");
-        assert_eq!(version, latest + 1, "seed {seed}: attempt {n}: {rows}");
-        let hash = rows[0]["hash"].as_str().expect("hash").to_owned();
-        (n, ran, Some((version, hash)))
+        let mut acked = Vec::new();
+        for (i, n) in attempts.iter().enumerate() {
+            let row = &rows[i];
+            let version = row["version"].as_u64().expect("version");
+            assert_eq!(
+                version,
+                latest + 1 + i as u64,
+                "seed {seed}: attempt {n}: {rows}"
+            );
+            acked.push((version, row["hash"].as_str().expect("hash").to_owned()));
+        }
+        (attempts, ran, Some(acked))
     }
 
     /// Reopens the store and checks it against what the episode knows; returns the attempt
@@ -253,6 +278,14 @@ impl Harness {
             prev_hash = record["hash"].as_str().expect("hash").to_owned();
             attempts.push(n);
         }
+        for call in &ep.killed_calls {
+            let there = call.iter().filter(|n| attempts.contains(n)).count();
+            assert!(
+                there == 0 || there == call.len(),
+                "seed {seed}: {there} of the {} amendments of killed call {call:?} are there",
+                call.len()
+            );
+        }
         for (&version, (hash, n)) in &ep.acks {
             let found = records.get(version as usize - 1);
             let same = found.is_some_and(|r| {
@@ -314,7 +347,7 @@ fn crash_run(kills: u64) -> Figures {
     let scratch = h.env.path().join("measure");
     let mut times = Vec::new();
     for latest in 0..7 {
-        let (_, ran, acked) = h.append(&scratch, latest, None);
+        let (_, ran, acked) = h.append(&scratch, latest, 1, None);
         assert!(acked.is_some());
         times.push(ran);
     }
@@ -334,21 +367,27 @@ fn crash_run(kills: u64) -> Figures {
             let kill_after = (h.rng.below(100) < KILL_PERCENT)
                 .then(|| Duration::from_micros(h.rng.below(spread + 1)));
             let latest = ep.latest;
+            let count = 1 + h.rng.below(MOST_PER_CALL);
             h.figures.attempts += 1;
-            let (n, _, acked) = h.append(&store, latest, kill_after);
-            ep.submitted.insert(n);
+            let (ns, _, acked) = h.append(&store, latest, count, kill_after);
+            ep.submitted.extend(&ns);
             match acked {
-                Some((version, hash)) => {
-                    h.figures.acknowledged += 1;
-                    ep.acks.insert(version, (hash, n));
-                    ep.latest = version;
+                Some(versions) => {
+                    for ((version, hash), &n) in versions.into_iter().zip(&ns) {
+                        h.figures.acknowledged += 1;
+                        ep.acks.insert(version, (hash, n));
+                        ep.latest = version;
+                    }
                 }
                 None => {
                     h.figures.kills += 1;
                     if latest == 0 {
                         h.figures.kills_during_creation += 1;
                     }
-                    ep.killed.insert(n);
+                    ep.killed.extend(&ns);
+                    if ns.len() > 1 {
+                        ep.killed_calls.push(ns);
+                    }
                     h.check(&store, &mut ep);
                 }
             }
