@@ -441,9 +441,9 @@ pub(crate) struct SledIndex<'s> {
     /// Decoded segments by their last version.
     segments: RefCell<BTreeMap<Version, Rc<Segment>>>,
     records: RefCell<HashMap<Version, Rc<StoredAmendment>>>,
-    /// `amendments` values read, by their key's version: a pack holds records a query may ask
-    /// for next.
-    packs: RefCell<BTreeMap<Version, sled::IVec>>,
+    /// `amendments` values read, by their key's (last) version, with their first version: a
+    /// pack holds records a query may ask for next.
+    packs: RefCell<BTreeMap<Version, (Version, sled::IVec)>>,
     /// Every (revoked, revoker) up to `latest`, read at the first call that needs them: an
     /// append call asks once per draft that removes or revokes.
     revocations: RefCell<Option<Rc<Revocations>>>,
@@ -561,21 +561,23 @@ impl SledIndex<'_> {
             .borrow()
             .range(v..)
             .next()
-            .map(|(&end, raw)| (end, raw.clone()));
+            .filter(|(_, (first, _))| *first <= v)
+            .map(|(&end, (_, raw))| (end, raw.clone()));
+        let fresh = cached.is_none();
         let (end, raw) = match cached {
-            Some((end, raw)) if pack::unpack(end, &raw).is_ok_and(|r| r[0].0 <= v) => (end, raw),
-            _ => {
-                let found = self.store.guarded(|| {
+            Some(hit) => hit,
+            None => self
+                .store
+                .guarded(|| {
                     self.store
                         .value_holding(&self.store.amendments, &self.id, v)
-                })?;
-                let (end, raw) =
-                    found.ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?;
-                self.packs.borrow_mut().insert(end, raw.clone());
-                (end, raw)
-            }
+                })?
+                .ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?,
         };
         let records = pack::unpack(end, &raw).map_err(|reason| decode_err(end, reason))?;
+        if let (true, Some(&(first, _))) = (fresh, records.first()) {
+            self.packs.borrow_mut().insert(end, (first, raw.clone()));
+        }
         let bytes = records
             .iter()
             .find(|(at, _)| *at == v)
