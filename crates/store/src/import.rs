@@ -155,7 +155,7 @@ impl SledStore {
                 .push(record);
         }
         let mut values = Vec::with_capacity(amendments.len());
-        for (slug, records) in &histories {
+        for (slug, records) in histories {
             let Some(plan) = plans.get(slug) else {
                 continue;
             };

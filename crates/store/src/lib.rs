@@ -1273,7 +1273,7 @@ impl SledStore {
                     ))
                 }
             };
-            for (last, value) in pack::packs(&records, self.pack_records) {
+            for (last, value) in pack::packs(records, self.pack_records) {
                 let version = actual + 1 + last as u64;
                 staging.insert(TreeId::Amendments, &record_key(&uuid, version), value);
             }

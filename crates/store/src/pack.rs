@@ -29,8 +29,9 @@ pub const PACK_RECORDS: usize = 16;
 pub const PACK_BYTES: usize = 2 << 10;
 
 /// Cuts the records of consecutive versions into packs, in order: each one `(its last index in
-/// records, its bytes)`. `most` is 1 in a format-1 store, which knows no packs.
-pub fn packs(records: &[Vec<u8>], most: usize) -> Vec<(usize, Vec<u8>)> {
+/// records, its bytes)`. A record alone keeps its bytes, uncopied. `most` is 1 in a format-1
+/// store, which knows no packs.
+pub fn packs(mut records: Vec<Vec<u8>>, most: usize) -> Vec<(usize, Vec<u8>)> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < records.len() {
@@ -41,17 +42,19 @@ pub fn packs(records: &[Vec<u8>], most: usize) -> Vec<(usize, Vec<u8>)> {
             bytes += records[end].len();
             end += 1;
         }
-        out.push((end - 1, seal(&records[start..end])));
+        let value = if end - start == 1 {
+            std::mem::take(&mut records[start])
+        } else {
+            seal(&records[start..end])
+        };
+        out.push((end - 1, value));
         start = end;
     }
     out
 }
 
-/// One record as it is; two or more as a pack.
+/// Two or more records as a pack.
 fn seal(records: &[Vec<u8>]) -> Vec<u8> {
-    if let [one] = records {
-        return one.clone();
-    }
     let total: usize = records.iter().map(|r| r.len() + 9).sum();
     let mut out = Vec::with_capacity(total + 10);
     out.push(CODEC_PACK);
@@ -177,7 +180,7 @@ mod tests {
     #[test]
     fn a_pack_gives_back_its_records_with_their_versions() {
         let records: Vec<Vec<u8>> = (0..5).map(|i| rec(3 + i * 100, i as u8)).collect();
-        let cut = packs(&records, PACK_RECORDS);
+        let cut = packs(records.clone(), PACK_RECORDS);
         assert_eq!(cut.len(), 1);
         let (last_index, value) = &cut[0];
         assert_eq!(*last_index, 4);
@@ -193,26 +196,26 @@ mod tests {
     #[test]
     fn one_record_is_stored_as_itself() {
         let r = rec(40, 9);
-        assert_eq!(
-            packs(std::slice::from_ref(&r), PACK_RECORDS),
-            [(0, r.clone())]
-        );
+        assert_eq!(packs(vec![r.clone()], PACK_RECORDS), [(0, r.clone())]);
         assert_eq!(unpack(12, &r).unwrap(), [(12, &r[..])]);
         // A format-1 store: every record alone.
         let two = [rec(5, 1), rec(5, 2)];
-        assert_eq!(packs(&two, 1), [(0, two[0].clone()), (1, two[1].clone())]);
+        assert_eq!(
+            packs(two.to_vec(), 1),
+            [(0, two[0].clone()), (1, two[1].clone())]
+        );
     }
 
     #[test]
     fn packs_are_cut_by_count_and_by_bytes() {
         let small: Vec<Vec<u8>> = (0..40).map(|_| rec(10, 0)).collect();
-        let ends: Vec<usize> = packs(&small, PACK_RECORDS).iter().map(|p| p.0).collect();
+        let ends: Vec<usize> = packs(small, PACK_RECORDS).iter().map(|p| p.0).collect();
         assert_eq!(ends, [15, 31, 39]);
         let big: Vec<Vec<u8>> = (0..5).map(|_| rec(PACK_BYTES / 2 - 100, 0)).collect();
-        let ends: Vec<usize> = packs(&big, PACK_RECORDS).iter().map(|p| p.0).collect();
+        let ends: Vec<usize> = packs(big, PACK_RECORDS).iter().map(|p| p.0).collect();
         assert_eq!(ends, [1, 3, 4]);
         let huge = vec![rec(10, 0), rec(PACK_BYTES * 2, 0), rec(10, 0)];
-        let ends: Vec<usize> = packs(&huge, PACK_RECORDS).iter().map(|p| p.0).collect();
+        let ends: Vec<usize> = packs(huge, PACK_RECORDS).iter().map(|p| p.0).collect();
         assert_eq!(ends, [0, 1, 2]);
     }
 
