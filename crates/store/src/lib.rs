@@ -1427,6 +1427,13 @@ impl SledStore {
     }
 }
 
+/// Opens a store that a handle of this process has just dropped: sled lets go of the directory
+/// from a thread of its own a moment later, so a plain open can still find it held.
+#[cfg(test)]
+fn reopen(path: &Path) -> Result<SledStore, StoreError> {
+    SledStore::open_waiting(path, OpenMode::MustExist, Duration::from_secs(3))
+}
+
 #[cfg(test)]
 mod tests;
 

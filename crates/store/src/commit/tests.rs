@@ -14,7 +14,7 @@ use pactum_domain::{
 };
 
 use super::*;
-use crate::{OpenMode, SledStore};
+use crate::{reopen, OpenMode, SledStore};
 
 fn here() -> PathBuf {
     PathBuf::from("store")
@@ -279,7 +279,7 @@ fn threads_appending_to_one_store_share_syncs_and_lose_nothing() {
     let syncs = store.commit.syncs() - syncs_before;
     assert!(syncs < appends, "{syncs} syncs for {appends} appends");
     drop(store);
-    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    let store = reopen(&path).unwrap();
     for t in 0..THREADS {
         let slug = Slug::parse(&format!("writer-{t}")).unwrap();
         assert_eq!(store.amendments(&slug).unwrap().len() as u64, EACH);
@@ -312,7 +312,7 @@ fn a_blob_sled_writes_for_a_large_record_is_closed_before_the_append_returns() {
         assert_eq!(mode(&blob), 0o600, "{}", blob.display());
     }
     drop(store);
-    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    let store = reopen(&path).unwrap();
     assert_eq!(store.amendments(&slug).unwrap().len(), 2);
 }
 
@@ -368,7 +368,7 @@ fn scene() -> Scene {
     drop(store);
     assert!(log_of(&after).is_empty(), "a clean close empties the log");
     copy_store(&after, &before);
-    let store = SledStore::open(&after, OpenMode::MustExist).unwrap();
+    let store = reopen(&after).unwrap();
     append_one(&store, &stamper, &slug, 2);
     let second = log_of(&after).len();
     append_one(&store, &stamper, &slug, 3);
@@ -385,7 +385,7 @@ fn scene() -> Scene {
 }
 
 fn versions(path: &Path) -> Vec<u64> {
-    let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+    let store = reopen(path).unwrap();
     let slug = Slug::parse("logged").unwrap();
     assert!(store.verify_chain(&slug).unwrap().findings.is_empty());
     store
@@ -397,10 +397,7 @@ fn versions(path: &Path) -> Vec<u64> {
 }
 
 fn dump(path: &Path) -> Vec<crate::DumpEntry> {
-    SledStore::open(path, OpenMode::MustExist)
-        .unwrap()
-        .dump()
-        .unwrap()
+    reopen(path).unwrap().dump().unwrap()
 }
 
 #[test]
@@ -475,7 +472,7 @@ fn keys_a_crash_left_past_a_head_are_swept_at_the_next_open() {
     let s = scene();
     let expected = dump(&s.after);
     let id = {
-        let store = SledStore::open(&s.after, OpenMode::MustExist).unwrap();
+        let store = reopen(&s.after).unwrap();
         let slug = Slug::parse("logged").unwrap();
         let id = store.uuid_of(&slug).unwrap().unwrap();
         // What a cut-short version 4 and a cut-short new agreement would have left.
@@ -503,7 +500,7 @@ fn keys_a_crash_left_past_a_head_are_swept_at_the_next_open() {
     };
     assert_eq!(dump(&s.after), expected, "the open swept them");
     assert_eq!(versions(&s.after), [1, 2, 3]);
-    let store = SledStore::open(&s.after, OpenMode::MustExist).unwrap();
+    let store = reopen(&s.after).unwrap();
     assert!(!store.db.contains_key(crate::DIRTY_KEY).unwrap());
     assert!(store
         .head(&Slug::parse("ghost").unwrap())

@@ -11,7 +11,7 @@ use pactum_domain::{AppendRequest, Draft, DraftFields, LedgerStore, Opening, Ste
 use sled::IVec;
 
 use super::*;
-use crate::OpenMode;
+use crate::{reopen, OpenMode};
 
 fn stamper() -> StepStamper {
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 9, 0, 0).unwrap();
@@ -378,16 +378,16 @@ fn verify_finds_any_change_to_the_index() {
 /// puts the marker back.
 fn as_older_pactum(path: &std::path::Path, f: impl FnOnce(&SledStore)) {
     let marker = {
-        let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+        let store = reopen(path).unwrap();
         let meta = store.raw_tree("__sled__default").unwrap();
         meta.remove(INDEX_KEY).unwrap().unwrap()
     };
     {
-        let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+        let store = reopen(path).unwrap();
         assert!(store.index.is_none());
         f(&store);
     }
-    let store = SledStore::open(path, OpenMode::MustExist).unwrap();
+    let store = reopen(path).unwrap();
     let meta = store.raw_tree("__sled__default").unwrap();
     meta.insert(INDEX_KEY, marker).unwrap();
 }
@@ -405,7 +405,7 @@ fn an_index_left_behind_by_an_older_pactum_is_not_used_nor_extended() {
         as_older_pactum(&path, |store| out = history_after(store, &all, 2));
         out
     };
-    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    let store = reopen(&path).unwrap();
     assert!(store.index(&slug()).unwrap().is_none());
     let before = raw(&store, TREE_IDX_SEGMENTS);
     history_after(&store, &all, 3);
@@ -431,7 +431,7 @@ fn a_store_made_before_the_index_gets_none() {
             store.db.drop_tree(tree).unwrap();
         }
     }
-    let store = SledStore::open(&path, OpenMode::MustExist).unwrap();
+    let store = reopen(&path).unwrap();
     history(&store, 10, &[4], 1);
     assert!(store.index(&slug()).unwrap().is_none());
     let names: Vec<String> = store
