@@ -47,6 +47,39 @@ impl HeadCursor<'_> {
         };
         Ok(())
     }
+
+    /// The head of agreement `id`, if it has one. The heads before it have no records (only a
+    /// damaged store has such agreements): they go to `empty`, each with an empty history.
+    fn take(
+        &mut self,
+        id: Uuid,
+        empty: &mut Vec<Raw>,
+    ) -> Result<Option<AgreementHead>, StoreError> {
+        loop {
+            match self.next.take() {
+                Some((at, head)) if at <= id => {
+                    self.advance()?;
+                    if at == id {
+                        return Ok(Some(head));
+                    }
+                    empty.push((head, Vec::new()));
+                }
+                later => {
+                    self.next = later;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Every head left, each with an empty history, into `empty`.
+    fn rest(&mut self, empty: &mut Vec<Raw>) -> Result<(), StoreError> {
+        while let Some((_, head)) = self.next.take() {
+            empty.push((head, Vec::new()));
+            self.advance()?;
+        }
+        Ok(())
+    }
 }
 
 /// An agreement's head and its raw `amendments` values (key version, bytes: a record or a
@@ -108,40 +141,22 @@ impl SledStore {
                         }
                         in_chunk = 0;
                     }
-                    // Agreements without a record (only a damaged store has them) get an empty
-                    // history; records of an id without a head are no agreement's (verify
-                    // says so).
-                    let mut found = None;
-                    loop {
-                        match heads.next.take() {
-                            Some((at, head)) if at < id => chunk.push((head, Vec::new())),
-                            Some((at, head)) if at == id => found = Some(head),
-                            other => {
-                                heads.next = other;
-                                break;
-                            }
-                        }
-                        if let Err(e) = heads.advance() {
+                    // Records of an id without a head are no agreement's (verify says so).
+                    match heads.take(id, &mut chunk) {
+                        Ok(head) => current = head.map(|head| (id, (head, Vec::new()))),
+                        Err(e) => {
                             fail(e);
                             break;
                         }
-                        if found.is_some() {
-                            break;
-                        }
                     }
-                    current = found.map(|head| (id, (head, Vec::new())));
                 }
                 if let Some((_, (_, records))) = current.as_mut() {
                     records.push((version, v));
                 }
             }
             chunk.extend(current.map(|(_, raw)| raw));
-            while let Some((_, head)) = heads.next.take() {
-                chunk.push((head, Vec::new()));
-                if let Err(e) = heads.advance() {
-                    fail(e);
-                    break;
-                }
+            if let Err(e) = heads.rest(&mut chunk) {
+                fail(e);
             }
             let _ = send.send(chunk);
             drop(send);
@@ -172,9 +187,12 @@ impl SledStore {
                 let err = |version, reason| self.decode_err(slug.as_str(), Some(version), reason);
                 let mut decoded = values
                     .iter()
-                    .flat_map(|(last, value)| match pack::unpack(*last, value) {
-                        Ok(records) => records.into_iter().map(Ok).collect(),
-                        Err(reason) => vec![Err(err(*last, reason))],
+                    .flat_map(|(last, value)| {
+                        let (records, broken) = match pack::unpack(*last, value) {
+                            Ok(records) => (records, None),
+                            Err(reason) => (Vec::new(), Some(err(*last, reason))),
+                        };
+                        records.into_iter().map(Ok).chain(broken.map(Err))
                     })
                     .map(|record| {
                         let (version, bytes) = record?;

@@ -1091,6 +1091,15 @@ fn one_pass_gives_a_head_without_records_an_empty_history_and_skips_records_with
             ("middle".to_owned(), vec![]),
         ]
     );
+    // A head that does not decode ends the pass with an error naming it.
+    let heads = store.raw_tree("agreements").unwrap();
+    heads.insert(middle.as_bytes(), vec![9u8]).unwrap();
+    let e = store.for_each_history(&|_, history| history.for_each(drop));
+    assert!(
+        matches!(&e, Err(StoreError::Decode { .. })),
+        "{:?}",
+        e.err().map(|e| e.to_string())
+    );
 }
 
 #[test]
