@@ -47,73 +47,86 @@ pub fn uuid_from_bytes(bytes: &[u8]) -> Option<Uuid> {
     Some(Uuid::from_bytes(raw))
 }
 
+// The record's structs are generic over their string type `S`: `String` to write and to keep
+// (the `Stored*` aliases), `&str` to read a record in place (`RecordView`), whose strings borrow
+// the stored bytes so that a read allocates only what the domain value keeps. bincode encodes
+// both alike, so they are one format.
+
 /// One node of a value in preorder. Values are stored flat, not as a recursive enum, so that
 /// decoding a damaged record never recurses without bound. Variant indices follow
 /// `pactum_domain::Value`.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub enum StoredValueNode {
+pub enum StoredValueNodeOf<S> {
     Bool(bool),
     Int(i64),
-    Decimal(String),
-    Text(String),
+    Decimal(S),
+    Text(S),
     /// Days from 0001-01-01 (CE day 1).
     Date(i32),
     /// A list; its `n` items are the next `n` values in preorder.
     List(u64),
     Money {
-        amount: String,
-        currency: String,
+        amount: S,
+        currency: S,
     },
-    Percent(String),
+    Percent(S),
 }
+pub type StoredValueNode = StoredValueNodeOf<String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct StoredOpening {
-    pub name: String,
-    pub parties: Vec<String>,
+pub struct StoredOpeningOf<S> {
+    pub name: S,
+    pub parties: Vec<S>,
 }
+pub type StoredOpening = StoredOpeningOf<String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub enum StoredChange {
+pub enum StoredChangeOf<S> {
     Set {
-        term: String,
-        value: Vec<StoredValueNode>,
-        text: Option<String>,
+        term: S,
+        value: Vec<StoredValueNodeOf<S>>,
+        text: Option<S>,
         until: Option<i32>,
     },
     Remove {
-        term: String,
-        text: Option<String>,
+        term: S,
+        text: Option<S>,
     },
 }
+pub type StoredChange = StoredChangeOf<String>;
 
 /// Everything of an amendment that its hash covers, in encoding order.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct StoredBody {
+pub struct StoredBodyOf<S> {
     pub version: u64,
     pub id: [u8; 16],
-    pub agreement: String,
+    pub agreement: S,
     /// Days from CE.
     pub effective: i32,
     /// Microseconds since the Unix epoch, UTC.
     pub recorded_at: i64,
-    pub title: String,
-    pub summary: Option<String>,
-    pub sources: Vec<String>,
-    pub open: Option<StoredOpening>,
-    pub changes: Vec<StoredChange>,
+    pub title: S,
+    pub summary: Option<S>,
+    pub sources: Vec<S>,
+    pub open: Option<StoredOpeningOf<S>>,
+    pub changes: Vec<StoredChangeOf<S>>,
     pub revokes: Vec<u64>,
 }
+pub type StoredBody = StoredBodyOf<String>;
 
 /// A record's payload: the body, then the chain link and the seal, 32 raw bytes each. Because
 /// bincode puts struct fields one after another, the body's bytes are the payload less its last
 /// 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct StoredAmendment {
-    pub body: StoredBody,
+pub struct StoredAmendmentOf<S> {
+    pub body: StoredBodyOf<S>,
     pub prev_hash: [u8; 32],
     pub hash: [u8; 32],
 }
+pub type StoredAmendment = StoredAmendmentOf<String>;
+
+/// A record decoded in place: its strings borrow the stored bytes.
+pub type RecordView<'a> = StoredAmendmentOf<&'a str>;
 
 /// The agreements tree value: what a reader needs without scanning the history.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -146,8 +159,8 @@ pub fn seal_envelope<T: bincode::Encode>(value: &T) -> Result<Vec<u8>, String> {
 }
 
 /// Decodes envelope ++ payload, refusing an unknown envelope byte and trailing bytes (so that a
-/// value has exactly one stored form).
-pub fn open_envelope<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
+/// value has exactly one stored form). `T` may borrow from `bytes` ([`RecordView`]).
+pub fn open_envelope<'a, T: bincode::BorrowDecode<'a, ()>>(bytes: &'a [u8]) -> Result<T, String> {
     let (&codec, payload) = bytes.split_first().ok_or("the value is empty")?;
     if codec != CODEC_BINCODE {
         return Err(format!(
@@ -155,7 +168,7 @@ pub fn open_envelope<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> 
         ));
     }
     let limited = config().with_limit::<DECODE_LIMIT>();
-    let (value, read) = bincode::decode_from_slice::<T, _>(payload, limited)
+    let (value, read) = bincode::borrow_decode_from_slice::<T, _>(payload, limited)
         .map_err(|e| format!("bincode: {e}"))?;
     if read != payload.len() {
         return Err(format!(
@@ -232,19 +245,21 @@ fn push_value(value: &Value, out: &mut Vec<StoredValueNode>) {
 
 /// Rebuilds a value from its preorder nodes; every node must be used, and lists may nest at
 /// most `VALUE_DEPTH_MAX` deep (which bounds the recursion here).
-fn value_from_nodes(nodes: &[StoredValueNode]) -> Result<Value, String> {
-    fn take(
-        nodes: &[StoredValueNode],
+fn value_from_nodes<S: AsRef<str>>(nodes: &[StoredValueNodeOf<S>]) -> Result<Value, String> {
+    fn take<S: AsRef<str>>(
+        nodes: &[StoredValueNodeOf<S>],
         depth: usize,
-    ) -> Result<(Value, &[StoredValueNode]), String> {
+    ) -> Result<(Value, &[StoredValueNodeOf<S>]), String> {
         let (first, mut rest) = nodes.split_first().ok_or("a value ends early")?;
         let value = match first {
-            StoredValueNode::Bool(b) => Value::Bool(*b),
-            StoredValueNode::Int(i) => Value::Int(*i),
-            StoredValueNode::Decimal(d) => Value::Decimal(Decimal::parse(d).map_err(err)?),
-            StoredValueNode::Text(t) => Value::Text(t.clone()),
-            StoredValueNode::Date(d) => Value::Date(date(*d)?),
-            StoredValueNode::List(n) => {
+            StoredValueNodeOf::Bool(b) => Value::Bool(*b),
+            StoredValueNodeOf::Int(i) => Value::Int(*i),
+            StoredValueNodeOf::Decimal(d) => {
+                Value::Decimal(Decimal::parse(d.as_ref()).map_err(err)?)
+            }
+            StoredValueNodeOf::Text(t) => Value::Text(t.as_ref().to_owned()),
+            StoredValueNodeOf::Date(d) => Value::Date(date(*d)?),
+            StoredValueNodeOf::List(n) => {
                 if depth >= VALUE_DEPTH_MAX {
                     return Err(format!("lists nest over {VALUE_DEPTH_MAX} deep"));
                 }
@@ -259,11 +274,13 @@ fn value_from_nodes(nodes: &[StoredValueNode]) -> Result<Value, String> {
                 }
                 Value::List(items)
             }
-            StoredValueNode::Money { amount, currency } => Value::Money(Money {
-                amount: Decimal::parse(amount).map_err(err)?,
-                currency: Currency::parse(currency).map_err(err)?,
+            StoredValueNodeOf::Money { amount, currency } => Value::Money(Money {
+                amount: Decimal::parse(amount.as_ref()).map_err(err)?,
+                currency: Currency::parse(currency.as_ref()).map_err(err)?,
             }),
-            StoredValueNode::Percent(p) => Value::Percent(Decimal::parse(p).map_err(err)?),
+            StoredValueNodeOf::Percent(p) => {
+                Value::Percent(Decimal::parse(p.as_ref()).map_err(err)?)
+            }
         };
         Ok((value, rest))
     }
@@ -323,40 +340,34 @@ pub fn body_of(a: &Amendment) -> StoredBody {
 }
 
 /// The domain amendment a decoded record stands for; fails on anything the domain types refuse.
-pub fn amendment_of(s: &StoredAmendment) -> Result<Amendment, String> {
-    into_amendment(s.clone())
-}
-
-/// [`amendment_of`], moving the record's strings into the amendment instead of copying them.
-pub fn into_amendment(s: StoredAmendment) -> Result<Amendment, String> {
-    let StoredAmendment {
-        body: b,
-        prev_hash,
-        hash,
-    } = s;
-    let changes = b
-        .changes
-        .into_iter()
-        .map(into_change)
-        .collect::<Result<Vec<_>, String>>()?;
+/// Each string is copied once, so a [`RecordView`] costs no more than the amendment it gives.
+pub fn amendment_of<S: AsRef<str>>(s: &StoredAmendmentOf<S>) -> Result<Amendment, String> {
+    let b = &s.body;
+    let owned = |s: &S| s.as_ref().to_owned();
     Ok(Amendment {
         version: b.version,
         id: Uuid::from_bytes(b.id),
-        agreement: Slug::try_from(b.agreement).map_err(err)?,
+        agreement: Slug::parse(b.agreement.as_ref()).map_err(err)?,
         effective: date(b.effective)?,
         recorded_at: time(b.recorded_at)?,
-        title: b.title,
-        summary: b.summary,
-        sources: b.sources,
-        open: b.open.map(|o| Opening {
-            name: o.name,
-            parties: o.parties,
+        title: owned(&b.title),
+        summary: b.summary.as_ref().map(owned),
+        sources: b.sources.iter().map(owned).collect(),
+        open: b.open.as_ref().map(|o| Opening {
+            name: owned(&o.name),
+            parties: o.parties.iter().map(owned).collect(),
         }),
-        changes,
-        revokes: b.revokes,
-        prev_hash: Hash(prev_hash),
-        hash: Hash(hash),
+        changes: b.changes.iter().map(change_of).collect::<Result<_, _>>()?,
+        revokes: b.revokes.clone(),
+        prev_hash: Hash(s.prev_hash),
+        hash: Hash(s.hash),
     })
+}
+
+/// Decodes a record's stored bytes (envelope ++ payload) into the amendment it stands for, in
+/// place: the strings are copied once, from the bytes into the amendment.
+pub fn decode_record(bytes: &[u8]) -> Result<Amendment, String> {
+    amendment_of(&open_envelope::<RecordView>(bytes)?)
 }
 
 /// An `idx_segments` value: what the query index knows of a run of versions of one agreement
@@ -392,30 +403,27 @@ pub struct StoredIndexedVersion {
 pub const CHECKPOINT: u64 = 64;
 
 /// The domain change a stored one stands for; fails on anything the domain types refuse.
-pub fn change_of(c: &StoredChange) -> Result<Change, String> {
-    into_change(c.clone())
-}
-
-/// [`change_of`], moving the strings.
-fn into_change(c: StoredChange) -> Result<Change, String> {
+pub fn change_of<S: AsRef<str>>(c: &StoredChangeOf<S>) -> Result<Change, String> {
+    let text = |t: &Option<S>| t.as_ref().map(|t| t.as_ref().to_owned());
     Ok(match c {
-        StoredChange::Set {
+        StoredChangeOf::Set {
             term,
             value,
-            text,
+            text: t,
             until,
         } => {
-            let value = value_from_nodes(&value).map_err(|e| format!("term {term}: {e}"))?;
+            let term = term.as_ref();
+            let value = value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?;
             Change::Set {
-                term: TermKey::try_from(term).map_err(err)?,
+                term: TermKey::parse(term).map_err(err)?,
                 value,
-                text,
+                text: text(t),
                 until: until.map(date).transpose()?,
             }
         }
-        StoredChange::Remove { term, text } => Change::Remove {
-            term: TermKey::try_from(term).map_err(err)?,
-            text,
+        StoredChangeOf::Remove { term, text: t } => Change::Remove {
+            term: TermKey::parse(term.as_ref()).map_err(err)?,
+            text: text(t),
         },
     })
 }

@@ -44,7 +44,7 @@ fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
         ));
     }
     // What a later read returns must be what was given, to the microsecond and the digit.
-    let back = open_envelope::<StoredAmendment>(&record).and_then(into_amendment);
+    let back = decode_record(&record);
     if back.as_ref() != Ok(a) {
         return Err(format!(
             "{at}: the store cannot hold it exactly (it would read back differently)"

@@ -818,8 +818,7 @@ impl SledStore {
                 if version > reach {
                     break 'values;
                 }
-                let Ok(a) = open_envelope::<StoredAmendment>(record).and_then(into_amendment)
-                else {
+                let Ok(a) = decode_record(record) else {
                     return Ok(found.finish());
                 };
                 let kept = indexed_version(&a, horizon);

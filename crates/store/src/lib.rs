@@ -1335,7 +1335,7 @@ impl SledStore {
             let records = pack::unpack(last, &v)
                 .map_err(|r| self.decode_err(agreement.as_str(), Some(last), r))?;
             for (version, record) in records {
-                let decoded = open_envelope::<StoredAmendment>(record).and_then(into_amendment);
+                let decoded = decode_record(record);
                 out.push(
                     decoded.map_err(|r| self.decode_err(agreement.as_str(), Some(version), r))?,
                 );

@@ -196,9 +196,7 @@ impl SledStore {
                     })
                     .map(|record| {
                         let (version, bytes) = record?;
-                        open_envelope::<StoredAmendment>(bytes)
-                            .and_then(into_amendment)
-                            .map_err(|reason| err(version, reason))
+                        decode_record(bytes).map_err(|reason| err(version, reason))
                     });
                 visit(head, &mut decoded);
             }
