@@ -174,6 +174,7 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
             let submissions = read_submissions(files)?;
             let ledger = open_for_append(cli)?;
             let recorded = ledger.append(&submissions)?;
+            ledger.close()?;
             Ok(Outcome::ok(render(
                 format,
                 || json::appended(&recorded),
@@ -283,15 +284,15 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
             let backup = read_backup(file)?;
             let path = store_path(cli);
             let store = open_store(cli, OpenMode::CreateIfMissing)?;
-            let heads = Ledger::new(store, stamper(0)?)
-                .restore(&backup)
-                .map_err(|e| match e {
-                    AppError::NotEmpty { .. } => Failure::refused(format!(
-                        "store {}: {e}; nothing was written",
-                        path.display()
-                    )),
-                    e => e.into(),
-                })?;
+            let ledger = Ledger::new(store, stamper(0)?);
+            let heads = ledger.restore(&backup).map_err(|e| match e {
+                AppError::NotEmpty { .. } => Failure::refused(format!(
+                    "store {}: {e}; nothing was written",
+                    path.display()
+                )),
+                e => e.into(),
+            })?;
+            ledger.close()?;
             Ok(Outcome::ok(render(
                 format,
                 || json::agreements(&heads),

@@ -131,6 +131,11 @@ impl<S: LedgerStore> Ledger<S> {
         &self.store
     }
 
+    /// Closes the store ([`LedgerStore::close`]): what a front end does once it has written.
+    pub fn close(self) -> Result<(), AppError> {
+        self.store.close().map_err(AppError::store)
+    }
+
     /// Validates every submission against its agreement's history (and the submissions before
     /// it in the same call), then appends them all in one transaction, or none of them.
     /// Returns the recorded amendments in submission order.

@@ -302,7 +302,9 @@ fn run_in(
     progress.phase("concurrent appends");
     f.concurrent_append_per_s = Some(pactum::concurrent_appends(&ledger, cfg)?);
     let in_store = pactum::encoded_bytes(&ledger)?.0;
-    drop(ledger);
+    let t = Instant::now();
+    ledger.close()?;
+    f.close_ms = Some(t.elapsed().as_secs_f64() * 1e3);
 
     f.bytes_per_amendment = ratio(sys::du(&store_path)? as f64, in_store as f64);
     progress.phase("pactum cold replay");

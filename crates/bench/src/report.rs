@@ -31,12 +31,15 @@ pub struct Figures {
     pub long_amendments: u64,
     /// The long agreement's import through `Ledger::append` (see `pactum::import`).
     pub long_import_per_s: Option<f64>,
+    /// Closing the store after the appends (`Ledger::close`, which has sled write its snapshot
+    /// then, so that the replay's open does not read the log the appends left).
+    pub close_ms: Option<f64>,
     pub long_query_samples: u64,
     pub wall_s: Option<f64>,
 }
 
 /// Every key `--json` prints, in order (the smoke test checks them).
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 25] = [
     "amendments",
     "import_per_s",
     "durable_append_per_s",
@@ -59,6 +62,7 @@ pub const KEYS: [&str; 24] = [
     "seed",
     "long_amendments",
     "long_import_per_s",
+    "close_ms",
     "long_query_samples",
     "wall_s",
 ];

@@ -69,6 +69,15 @@ pub trait LedgerStore {
     /// Every agreement's head, in slug order.
     fn agreements(&self) -> Result<Vec<AgreementHead>, Self::Error>;
 
+    /// Closes the store, reporting what dropping it could not: a front end calls it once it
+    /// has written. A backend may use it to leave the store quick to open again.
+    fn close(self) -> Result<(), Self::Error>
+    where
+        Self: Sized,
+    {
+        Ok(())
+    }
+
     /// One agreement's head; `None` if it does not exist.
     fn head(&self, agreement: &Slug) -> Result<Option<AgreementHead>, Self::Error>;
 

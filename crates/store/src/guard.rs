@@ -46,6 +46,10 @@ impl LedgerStore for SledStore {
         self.reading(|| self.agreements_unguarded())
     }
 
+    fn close(self) -> Result<(), StoreError> {
+        SledStore::close(self)
+    }
+
     fn head(&self, agreement: &Slug) -> Result<Option<AgreementHead>, StoreError> {
         self.reading(|| self.head_unguarded(agreement))
     }

@@ -210,6 +210,10 @@ impl SledStore {
             Err(TransactionError::Storage(e)) => return Err(sled_err(e)),
         }
         drop(hidden);
+        writer.written += values
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum::<u64>();
         self.checkpoint_locked(&mut writer)
             .map_err(ImportFailure::Backend)
     }

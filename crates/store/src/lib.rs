@@ -56,6 +56,17 @@ const TREE_SLUGS: &str = "slugs";
 /// sled's page cache limit: its 1 GiB default suits a server, not a command that runs once.
 const CACHE_BYTES: u64 = 64 << 20;
 
+/// Bytes a handle may put into sled before [`SledStore::close`] has sled write a fresh
+/// snapshot. sled writes one only when it opens, after reading its log from the last one: so
+/// the first open after a big import would read everything the import wrote (about half a
+/// second after a million amendments). Below this, that read is too short to be worth an
+/// extra open at close.
+const SNAPSHOT_AFTER_BYTES: u64 = 32 << 20;
+
+/// How long [`SledStore::close`] waits for sled to let go of the directory before it reopens
+/// it (sled releases its lock from a thread of its own, a moment after the last handle goes).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
+
 /// How many fresh agreement ids append tries when one is already taken (only a deterministic
 /// test stamper ever repeats one).
 const ID_ATTEMPTS: usize = 64;
@@ -78,6 +89,8 @@ pub struct SledStore {
     index: Option<index::IndexTrees>,
     /// Most records an append packs into one key: 1 in a format-1 store (`pack.rs`).
     pack_records: usize,
+    /// [`SNAPSHOT_AFTER_BYTES`]; tests lower it.
+    snapshot_after: u64,
     path: PathBuf,
     /// How far an append goes before it returns; only the durability measurement lowers it.
     durability: Durability,
@@ -109,6 +122,9 @@ struct Writer {
     /// Why an append failed halfway through inserting its keys: the store is refused for
     /// appends until reopened, and is not checkpointed on close, so the next open recovers.
     failed: Option<String>,
+    /// Bytes this handle has put into sled through the log or a restore (see
+    /// [`SNAPSHOT_AFTER_BYTES`]).
+    written: u64,
 }
 
 /// Key, in sled's default tree, present while a process may have left keys of an append in
@@ -184,11 +200,7 @@ impl SledStore {
         } else {
             0
         };
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_BYTES)
-            .mode(sled::Mode::HighThroughput);
-        let db = open_db(&config, path)?;
+        let db = open_db(&sled_config(path), path)?;
         let store = SledStore::init(db, path.to_path_buf(), mode, true)?;
         // Files an older pactum, or a copy, left readable by others.
         secure_dir_tree(path).map_err(io_err)?;
@@ -347,14 +359,14 @@ impl SledStore {
             slugs,
             index,
             pack_records: if format >= 2 { pack::PACK_RECORDS } else { 1 },
+            snapshot_after: SNAPSHOT_AFTER_BYTES,
             path,
             durability: Durability::Fsync,
             commit: commit::GroupCommit::new(),
             files,
             writer: Mutex::new(Writer {
                 wal,
-                dirty: false,
-                failed: None,
+                ..Writer::default()
             }),
             visible: RwLock::new(()),
             wal_sync,
@@ -586,6 +598,7 @@ impl SledStore {
                 let mut frame = Vec::new();
                 entry.encode_into(&mut frame);
                 wal.write(&frame, false).map_err(|e| self.io_err(e))?;
+                writer.written += frame.len() as u64;
                 true
             }
             _ => false,
@@ -661,6 +674,38 @@ impl SledStore {
             writer.dirty = false;
         }
         self.checkpoint_locked(&mut writer)
+    }
+
+    /// Closes the store. It does what dropping it does (the log emptied into sled's files, a
+    /// clean close marked), but reports a failure instead of leaving it to the next open. And
+    /// when this handle put more than [`SNAPSHOT_AFTER_BYTES`] into sled, it opens sled once
+    /// more, which makes sled read its log and write a snapshot now, in the command that wrote
+    /// it, instead of in the next command that opens the store. If another process has the
+    /// store by then, its open did the same.
+    pub fn close(self) -> Result<(), StoreError> {
+        self.guarded(|| self.close_cleanly())?;
+        let refresh = {
+            let writer = self.write_lock();
+            self.files.is_some() && writer.failed.is_none() && writer.written > self.snapshot_after
+        };
+        let path = self.path.clone();
+        drop(self);
+        if !refresh {
+            return Ok(());
+        }
+        let config = sled_config(&path);
+        let given_up = Instant::now() + SNAPSHOT_WAIT;
+        loop {
+            match open_db(&config, &path) {
+                // sled wrote the snapshot as it opened.
+                Ok(_db) => return Ok(()),
+                Err(StoreError::Locked { .. }) if Instant::now() < given_up => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(StoreError::Locked { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn uuid_of(&self, agreement: &Slug) -> Result<Option<Uuid>, StoreError> {
@@ -869,6 +914,14 @@ impl Drop for SledStore {
             let _ = catch_unwind(AssertUnwindSafe(|| self.close_cleanly()));
         }
     }
+}
+
+/// How every store on disk opens sled.
+fn sled_config(path: &Path) -> sled::Config {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .mode(sled::Mode::HighThroughput)
 }
 
 /// Opens sled, and once more after removing unfinished snapshots if that is why it failed.

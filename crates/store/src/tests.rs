@@ -570,6 +570,50 @@ fn reopen_after_drop_keeps_everything() {
     assert!(more[0].recorded_at > written[2].recorded_at);
 }
 
+/// The `snap.*` files sled has in a store's directory: their names carry the log position
+/// each snapshot covers.
+fn snapshots(path: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("snap."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn close_after_enough_writes_leaves_a_snapshot_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pactum.db");
+    let mut store = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+    let written = small_ledger(&store);
+    let before = snapshots(&path);
+    store.snapshot_after = 0;
+    store.close().unwrap();
+    let after = snapshots(&path);
+    assert_ne!(after, before, "no new snapshot");
+    assert!(after.last() > before.last(), "{before:?} -> {after:?}");
+    // sled opens from it, and the store is whole.
+    let store = reopen(&path).unwrap();
+    assert_eq!(snapshots(&path), after, "the next open had log to read");
+    assert_eq!(store.amendments(&slug("acme-initech")).unwrap(), written);
+    assert!(store.verify(&slug("acme-initech")).unwrap().is_empty());
+}
+
+#[test]
+fn close_after_few_writes_does_not_reopen_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pactum.db");
+    let store = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+    let written = small_ledger(&store);
+    let before = snapshots(&path);
+    store.close().unwrap();
+    assert_eq!(snapshots(&path), before);
+    let store = reopen(&path).unwrap();
+    assert_eq!(store.amendments(&slug("acme-initech")).unwrap(), written);
+}
+
 #[test]
 fn verify_finds_a_flipped_byte() {
     let store = SledStore::temporary().unwrap();
