@@ -20,12 +20,32 @@ use crate::text;
 pub struct Outcome {
     pub stdout: String,
     pub code: u8,
+    /// A problem that did not stop the command, for one `warning:` line on stderr.
+    pub warning: Option<String>,
 }
 
 impl Outcome {
     pub fn ok(stdout: String) -> Self {
-        Outcome { stdout, code: 0 }
+        Outcome {
+            stdout,
+            code: 0,
+            warning: None,
+        }
     }
+
+    fn warn(mut self, warning: Option<String>) -> Self {
+        self.warning = warning;
+        self
+    }
+}
+
+/// Closes a store the command wrote to. What it wrote is durable already, so a failure here
+/// (a checkpoint's fsync, sled's reopen for a fresh snapshot) is a warning, not the command's
+/// error: a script must not take recorded amendments for refused ones and submit them again.
+fn close_after_writing(ledger: Ledger<SledStore>) -> Option<String> {
+    ledger.close().err().map(|e| {
+        format!("what the command wrote is recorded, but closing the store then failed: {e}")
+    })
 }
 
 /// A command that failed: one line for stderr and the exit code of SPEC §4.
@@ -174,12 +194,13 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
             let submissions = read_submissions(files)?;
             let ledger = open_for_append(cli)?;
             let recorded = ledger.append(&submissions)?;
-            ledger.close()?;
+            let warning = close_after_writing(ledger);
             Ok(Outcome::ok(render(
                 format,
                 || json::appended(&recorded),
                 || text::appended(&style, &recorded),
-            )))
+            ))
+            .warn(warning))
         }
         Command::Agreements => {
             let heads = open(cli, OpenMode::MustExist)?.agreements()?;
@@ -257,6 +278,7 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
                     || text::verify(&style, &reports),
                 ),
                 code: if damaged { 4 } else { 0 },
+                warning: None,
             })
         }
         Command::Export { agreement, all } => {
@@ -292,12 +314,13 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
                 )),
                 e => e.into(),
             })?;
-            ledger.close()?;
+            let warning = close_after_writing(ledger);
             Ok(Outcome::ok(render(
                 format,
                 || json::agreements(&heads),
                 || text::restored(&style, &path, backup.amendments().len(), &heads),
-            )))
+            ))
+            .warn(warning))
         }
     }
 }

@@ -29,6 +29,9 @@ fn main() -> ExitCode {
             let _ = stdout
                 .write_all(outcome.stdout.as_bytes())
                 .and_then(|_| stdout.flush());
+            if let Some(warning) = outcome.warning {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::from(outcome.code)
         }
         Err(failure) => {
