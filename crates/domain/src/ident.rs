@@ -1,7 +1,9 @@
 //! Validated identifiers. Parse, don't validate: a [`Slug`] or [`TermKey`] that exists is valid.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,15 +56,16 @@ impl Slug {
 }
 
 /// A term's key: segments `[a-z0-9][a-z0-9_-]*` joined by `.`, at most 128 characters
-/// (`ip-license.exclusive`).
+/// (`ip-license.exclusive`). Shared, not copied, when cloned: a ledger names a few dozen keys
+/// over and over, and a replay holds each of them many times.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct TermKey(String);
+pub struct TermKey(Arc<str>);
 
 impl TermKey {
     pub fn parse(s: &str) -> Result<Self, IdentError> {
         Self::check(s)?;
-        Ok(TermKey(s.to_owned()))
+        Ok(TermKey(Arc::from(s)))
     }
 
     fn check(s: &str) -> Result<(), IdentError> {
@@ -94,17 +97,11 @@ macro_rules! string_newtype_impls {
                 Self::parse(s)
             }
         }
-        /// Keeps the string it checks (no copy).
         impl TryFrom<String> for $t {
             type Error = IdentError;
             fn try_from(s: String) -> Result<Self, IdentError> {
                 Self::check(&s)?;
-                Ok(Self(s))
-            }
-        }
-        impl From<$t> for String {
-            fn from(v: $t) -> String {
-                v.0
+                Ok(Self(s.into()))
             }
         }
         impl fmt::Display for $t {
@@ -122,6 +119,25 @@ macro_rules! string_newtype_impls {
 string_newtype_impls!(Slug);
 string_newtype_impls!(TermKey);
 
+impl From<Slug> for String {
+    fn from(v: Slug) -> String {
+        v.0
+    }
+}
+
+impl From<TermKey> for String {
+    fn from(v: TermKey) -> String {
+        v.0.as_ref().to_owned()
+    }
+}
+
+/// A term key is looked up by its text: it orders, hashes and compares as its `str` does.
+impl Borrow<str> for TermKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +150,16 @@ mod tests {
         for bad in ["", "-a", "A", "a_b", "a.b", "a b", &"a".repeat(65), "é"] {
             assert!(Slug::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_term_key_is_found_by_its_text() {
+        let mut by_key = std::collections::BTreeMap::new();
+        by_key.insert(TermKey::parse("fee.base").unwrap(), 1);
+        assert_eq!(by_key.get("fee.base"), Some(&1));
+        let key = TermKey::parse("fee").unwrap();
+        assert_eq!(String::from(key.clone()), "fee");
+        assert_eq!(TermKey::try_from("fee".to_string()).unwrap(), key);
     }
 
     #[test]

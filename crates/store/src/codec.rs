@@ -2,6 +2,9 @@
 //! their conversion to and from domain types, and the hash rule. docs/STORAGE.md describes the
 //! same bytes for people writing an independent reader; keep the two in step.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use pactum_domain::{
     limits::VALUE_DEPTH_MAX, Amendment, Change, Currency, Decimal, Hash, Money, Opening, Slug,
@@ -295,6 +298,30 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+thread_local! {
+    /// The term keys this thread has read, so that a key read again is shared, not checked
+    /// and copied again: a store names a few dozen keys millions of times.
+    static TERM_KEYS: RefCell<HashSet<TermKey>> = RefCell::default();
+}
+
+/// Most keys [`TERM_KEYS`] keeps per thread; keys past it are checked and copied each time.
+const TERM_KEYS_KEPT: usize = 4096;
+
+/// A stored term key, checked (once per thread and key).
+pub fn term_key(s: &str) -> Result<TermKey, String> {
+    TERM_KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(key) = keys.get(s) {
+            return Ok(key.clone());
+        }
+        let key = TermKey::parse(s).map_err(err)?;
+        if keys.len() < TERM_KEYS_KEPT {
+            keys.insert(key.clone());
+        }
+        Ok(key)
+    })
+}
+
 /// The stored body of an amendment (its `prev_hash` and `hash` are not part of it).
 pub fn body_of(a: &Amendment) -> StoredBody {
     StoredBody {
@@ -374,28 +401,30 @@ pub fn decode_record(bytes: &[u8]) -> Result<Amendment, String> {
 /// (`start` to the version its key names), and at a multiple of [`CHECKPOINT`] every term named
 /// so far.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct StoredSegment {
+pub struct StoredSegmentOf<S> {
     pub start: u64,
     /// Versions `start`, `start + 1`, … in order.
-    pub versions: Vec<StoredIndexedVersion>,
+    pub versions: Vec<StoredIndexedVersionOf<S>>,
     /// When the segment ends at a multiple of [`CHECKPOINT`]: every term named by versions 1 to
     /// its end, with the last of those versions that named it, in term order.
-    pub state: Option<Vec<(String, u64)>>,
+    pub state: Option<Vec<(S, u64)>>,
 }
+pub type StoredSegment = StoredSegmentOf<String>;
 
 /// One version, as the query index keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
-pub struct StoredIndexedVersion {
+pub struct StoredIndexedVersionOf<S> {
     /// Days from CE.
     pub effective: i32,
     /// Microseconds since the Unix epoch, UTC.
     pub recorded_at: i64,
     /// The latest effective date of versions 1 to this one, days from CE.
     pub horizon: i32,
-    pub title: String,
+    pub title: S,
     /// The terms it sets or removes, in term order, each once.
-    pub terms: Vec<String>,
+    pub terms: Vec<S>,
 }
+pub type StoredIndexedVersion = StoredIndexedVersionOf<String>;
 
 /// Segments never span a multiple of this many versions, and each one ending at a multiple
 /// carries the term state: so the state as of any version is one read plus fewer than this
@@ -415,14 +444,14 @@ pub fn change_of<S: AsRef<str>>(c: &StoredChangeOf<S>) -> Result<Change, String>
             let term = term.as_ref();
             let value = value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?;
             Change::Set {
-                term: TermKey::parse(term).map_err(err)?,
+                term: term_key(term)?,
                 value,
                 text: text(t),
                 until: until.map(date).transpose()?,
             }
         }
         StoredChangeOf::Remove { term, text: t } => Change::Remove {
-            term: TermKey::parse(term.as_ref()).map_err(err)?,
+            term: term_key(term.as_ref())?,
             text: text(t),
         },
     })
@@ -470,6 +499,17 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seal_record_bytes(&body_bytes, &prev, &hash), whole);
+    }
+
+    #[test]
+    fn a_term_key_read_again_is_the_same_key_and_a_bad_one_is_refused_every_time() {
+        let first = term_key("fee.base").unwrap();
+        assert_eq!(term_key("fee.base").unwrap(), first);
+        assert_eq!(first.as_str(), "fee.base");
+        for _ in 0..2 {
+            let e = term_key("Fee").unwrap_err();
+            assert!(e.contains("malformed"), "{e}");
+        }
     }
 
     #[test]

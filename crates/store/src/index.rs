@@ -208,7 +208,8 @@ impl Segment {
     /// versions `start..=end` and carries the term state exactly at multiples of
     /// [`CHECKPOINT`].
     fn decode(end: Version, raw: &[u8]) -> Result<Segment, String> {
-        let s: StoredSegment = open_envelope(raw)?;
+        // Read in place: a term key is shared (`term_key`), only the title is copied.
+        let s: StoredSegmentOf<&str> = open_envelope(raw)?;
         let count = s.versions.len() as Version;
         if s.start == 0 || count == 0 || s.start.checked_add(count - 1) != Some(end) {
             return Err(format!(
@@ -227,8 +228,7 @@ impl Segment {
                 "segment v{end} has the term state where it should not, or lacks it"
             ));
         }
-        // Checked, and kept without a copy.
-        let term = |t: String| TermKey::try_from(t).map_err(|e| e.to_string());
+        let term = |t: &str| term_key(t);
         let versions = s
             .versions
             .into_iter()
@@ -244,7 +244,7 @@ impl Segment {
                         .into_iter()
                         .map(term)
                         .collect::<Result<_, String>>()?,
-                    title: v.title,
+                    title: v.title.to_owned(),
                 })
             })
             .collect::<Result<_, String>>()?;
