@@ -520,9 +520,10 @@ impl SledIndex<'_> {
                 return Ok(Rc::clone(s));
             }
         }
-        let found = self
-            .store
-            .guarded(|| self.store.value_holding(&self.trees.segments, &self.id, v))?;
+        let found = self.store.guarded(|| {
+            self.store
+                .value_holding(&self.trees.segments, &self.id, v, true)
+        })?;
         let Some((end, raw)) = found else {
             return Err(self.bad(Some(v), "no segment holds the version".into()));
         };
@@ -564,13 +565,22 @@ impl SledIndex<'_> {
             .filter(|(_, (first, _))| *first <= v)
             .map(|(&end, (_, raw))| (end, raw.clone()));
         let fresh = cached.is_none();
+        // A call's records are packed in order and its last pack ends at its last version,
+        // where its index segment ends too (or a segment ends at a checkpoint): so a record
+        // at the end of a segment read already is likely a key of its own.
+        let ends_at_v = self
+            .segments
+            .borrow()
+            .range(v..)
+            .next()
+            .is_some_and(|(&end, s)| end == v && s.start <= v);
         let (end, raw) = match cached {
             Some(hit) => hit,
             None => self
                 .store
                 .guarded(|| {
                     self.store
-                        .value_holding(&self.store.amendments, &self.id, v)
+                        .value_holding(&self.store.amendments, &self.id, v, ends_at_v)
                 })?
                 .ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?,
         };

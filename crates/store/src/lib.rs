@@ -797,18 +797,25 @@ impl SledStore {
 
     /// The first value of `tree` (keyed id ++ last version, as `amendments` and
     /// `idx_segments` are) at or after version `v` of agreement `id`: the one that holds `v`
-    /// if any does, with its key's version. A value that ends at `v` (every version appended
-    /// on its own has one) is a point read; sled's range read copies a whole leaf node first,
-    /// several times the cost.
+    /// if any does, with its key's version.
+    ///
+    /// When the caller expects a value to end at `v` (`ends_at_v`: every version appended on
+    /// its own has one), a point read first: sled's range read copies a whole leaf node, several
+    /// times the cost. Otherwise the range read alone: a point read that misses loads the leaf
+    /// where `v` would be, and the value that holds `v` sorts after it, often in the next leaf,
+    /// so the slowest reads loaded two cold leaves instead of one.
     fn value_holding(
         &self,
         tree: &sled::Tree,
         id: &Uuid,
         v: u64,
+        ends_at_v: bool,
     ) -> Result<Option<(u64, sled::IVec)>, StoreError> {
         let from = record_key(id, v);
-        if let Some(raw) = tree.get(from).map_err(|e| self.sled_err(e))? {
-            return Ok(Some((v, raw)));
+        if ends_at_v {
+            if let Some(raw) = tree.get(from).map_err(|e| self.sled_err(e))? {
+                return Ok(Some((v, raw)));
+            }
         }
         match tree.range(from..=record_key(id, u64::MAX)).next() {
             None => Ok(None),
