@@ -228,7 +228,6 @@ impl Segment {
                 "segment v{end} has the term state where it should not, or lacks it"
             ));
         }
-        let term = |t: &str| term_key(t);
         let versions = s
             .versions
             .into_iter()
@@ -242,7 +241,7 @@ impl Segment {
                     terms: v
                         .terms
                         .into_iter()
-                        .map(term)
+                        .map(term_key)
                         .collect::<Result<_, String>>()?,
                     title: v.title.to_owned(),
                 })
@@ -252,7 +251,7 @@ impl Segment {
             .state
             .map(|st| {
                 st.into_iter()
-                    .map(|(t, v)| Ok((term(t)?, v)))
+                    .map(|(t, v)| Ok((term_key(t)?, v)))
                     .collect::<Result<Vec<_>, String>>()
             })
             .transpose()?;

@@ -58,8 +58,8 @@ const CACHE_BYTES: u64 = 64 << 20;
 
 /// Bytes a handle may put into sled before [`SledStore::close`] has sled write a fresh
 /// snapshot. sled writes one only when it opens, after reading its log from the last one: so
-/// the first open after a big import would read everything the import wrote (about half a
-/// second after a million amendments). Below this, that read is too short to be worth an
+/// the first open after a big import would read everything the import wrote (160 ms more
+/// after a million amendments). Below this, that read is too short to be worth an
 /// extra open at close.
 const SNAPSHOT_AFTER_BYTES: u64 = 32 << 20;
 
