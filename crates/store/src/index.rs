@@ -564,24 +564,26 @@ impl SledIndex<'_> {
             .filter(|(_, (first, _))| *first <= v)
             .map(|(&end, (_, raw))| (end, raw.clone()));
         let fresh = cached.is_none();
-        // A call's records are packed in order and its last pack ends at its last version,
-        // where its index segment ends too (or a segment ends at a checkpoint): so a record
-        // at the end of a segment read already is likely a key of its own.
-        let ends_at_v = self
-            .segments
-            .borrow()
-            .range(v..)
-            .next()
-            .is_some_and(|(&end, s)| end == v && s.start <= v);
         let (end, raw) = match cached {
             Some(hit) => hit,
-            None => self
-                .store
-                .guarded(|| {
-                    self.store
-                        .value_holding(&self.store.amendments, &self.id, v, ends_at_v)
-                })?
-                .ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?,
+            None => {
+                // A call's records are packed in order and its last pack ends at its last
+                // version, where its index segment ends too (or a segment ends at a
+                // checkpoint): so a record at the end of a segment read already is likely a
+                // key of its own.
+                let ends_at_v = self
+                    .segments
+                    .borrow()
+                    .range(v..)
+                    .next()
+                    .is_some_and(|(&end, s)| end == v && s.start <= v);
+                self.store
+                    .guarded(|| {
+                        self.store
+                            .value_holding(&self.store.amendments, &self.id, v, ends_at_v)
+                    })?
+                    .ok_or_else(|| self.bad(Some(v), "the record is missing".into()))?
+            }
         };
         let records = pack::unpack(end, &raw).map_err(|reason| decode_err(end, reason))?;
         if let (true, Some(&(first, _))) = (fresh, records.first()) {
