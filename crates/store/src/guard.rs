@@ -20,6 +20,7 @@ impl SledStore {
         &self,
         op: impl FnOnce() -> Result<T, E>,
     ) -> Result<T, E> {
+        crate::reclaim::poke();
         catch_unwind(AssertUnwindSafe(op)).unwrap_or_else(|_| {
             Err(StoreError::Corrupt {
                 path: self.path().to_path_buf(),
@@ -67,6 +68,7 @@ impl LedgerStore for SledStore {
         requests: &[AppendRequest],
         stamper: &dyn Stamper,
     ) -> Result<Vec<Amendment>, StoreFailure<StoreError>> {
+        crate::reclaim::writing();
         self.guarded(|| self.append_unguarded(requests, stamper))
     }
 
@@ -84,6 +86,7 @@ impl LedgerStore for SledStore {
         amendments: &[Amendment],
         stamper: &dyn Stamper,
     ) -> Result<(), ImportFailure<StoreError>> {
+        crate::reclaim::writing();
         self.guarded(|| self.import_unguarded(amendments, stamper))
     }
 

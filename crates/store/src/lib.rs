@@ -14,6 +14,7 @@ mod guard;
 mod import;
 mod index;
 mod pack;
+mod reclaim;
 mod scan;
 mod staging;
 mod verify;
@@ -264,6 +265,7 @@ impl SledStore {
         mode: OpenMode,
         durable: bool,
     ) -> Result<SledStore, StoreError> {
+        reclaim::start();
         let sled_err = |source| StoreError::Sled {
             path: path.clone(),
             source,
