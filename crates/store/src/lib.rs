@@ -227,23 +227,13 @@ impl SledStore {
         mode: OpenMode,
         wait: Duration,
     ) -> Result<SledStore, StoreError> {
-        const RETRY: Duration = Duration::from_millis(50);
-        let start = Instant::now();
-        loop {
-            match SledStore::open(path, mode) {
-                Err(StoreError::Locked { .. }) => {
-                    let left = wait.saturating_sub(start.elapsed());
-                    if left.is_zero() {
-                        return Err(StoreError::Locked {
-                            path: path.to_path_buf(),
-                            waited: wait,
-                        });
-                    }
-                    std::thread::sleep(left.min(RETRY));
-                }
-                other => return other,
-            }
-        }
+        while_locked(wait, Duration::from_millis(50), || {
+            SledStore::open(path, mode)
+        })
+        .map_err(|e| match e {
+            StoreError::Locked { path, .. } => StoreError::Locked { path, waited: wait },
+            e => e,
+        })
     }
 
     /// A store that lives until it is dropped (sled's temporary mode), for `pactum demo` and
@@ -696,17 +686,13 @@ impl SledStore {
             return Ok(());
         }
         let config = sled_config(&path);
-        let given_up = Instant::now() + SNAPSHOT_WAIT;
-        loop {
-            match open_db(&config, &path) {
-                // sled wrote the snapshot as it opened.
-                Ok(_db) => return Ok(()),
-                Err(StoreError::Locked { .. }) if Instant::now() < given_up => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(StoreError::Locked { .. }) => return Ok(()),
-                Err(e) => return Err(e),
-            }
+        match while_locked(SNAPSHOT_WAIT, Duration::from_millis(5), || {
+            open_db(&config, &path)
+        }) {
+            // sled wrote the snapshot as it opened; or another process has the store, and its
+            // open did.
+            Ok(_) | Err(StoreError::Locked { .. }) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -921,6 +907,28 @@ impl Drop for SledStore {
         drop(writer);
         if needed {
             let _ = catch_unwind(AssertUnwindSafe(|| self.close_cleanly()));
+        }
+    }
+}
+
+/// Calls `open` until it gives anything but [`StoreError::Locked`] or `wait` has passed, every
+/// `every`: sled's lock is let go from a thread of its own, a moment after the holder drops it.
+fn while_locked<T>(
+    wait: Duration,
+    every: Duration,
+    mut open: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let start = Instant::now();
+    loop {
+        match open() {
+            Err(StoreError::Locked { path, waited }) => {
+                let left = wait.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(StoreError::Locked { path, waited });
+                }
+                std::thread::sleep(left.min(every));
+            }
+            other => return other,
         }
     }
 }
