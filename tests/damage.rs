@@ -477,9 +477,11 @@ fn a_store_in_use_is_waited_for_up_to_the_bound() {
 
     let start = Instant::now();
     let line = env.run(&["agreements", "--wait", "0"]).fails(1).to_owned();
+    // The message says it did not wait; the bound only catches a wait or a hang, not a slow
+    // machine.
     assert!(line.ends_with("is in use by another process"), "{line}");
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(10),
         "no wait: {:?}",
         start.elapsed()
     );

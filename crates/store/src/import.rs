@@ -439,7 +439,9 @@ mod tests {
             .unwrap();
         assert!(matches!(e, StoreError::Locked { .. }), "{e}");
         assert!(!e.to_string().contains("waited"), "{e}");
-        assert!(start.elapsed() < StdDuration::from_millis(200));
+        // It tried once and did not wait: a bound only a wait (or a hang) passes, however slow
+        // the machine.
+        assert!(start.elapsed() < StdDuration::from_secs(5));
 
         let start = Instant::now();
         let wait = StdDuration::from_millis(300);
@@ -458,11 +460,10 @@ mod tests {
             std::thread::sleep(StdDuration::from_millis(150));
             drop(held);
         });
-        let start = Instant::now();
         let store = SledStore::open_waiting(&path, OpenMode::MustExist, StdDuration::from_secs(5));
         releaser.join().unwrap();
+        // Ok only if it saw the release within its wait; when the wait ends it says Locked.
         assert!(store.is_ok(), "{:?}", store.err());
-        assert!(start.elapsed() < StdDuration::from_secs(5));
     }
 
     #[test]
