@@ -1,6 +1,6 @@
 //! What it takes for an append to be reported done: group commit (one sync of the write-ahead
 //! log covers every append whose frame was written before it started, whichever thread wrote
-//! it) and the store's files (which of them a checkpoint must fsync).
+//! it), the store's sync thread, and the store's files (which of them a checkpoint must fsync).
 //!
 //! Not what is written, nor when: that is `staging.rs`, `wal.rs` and `SledStore::commit_staged`.
 //! This module only decides when what was written is on disk.
@@ -10,22 +10,30 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 
 use crate::{owner_only, sync_path, StoreError, DIR_MODE, FILE_MODE};
 
 /// Group commit. A thread whose append is written (its log frame) takes a ticket (the counter
 /// after its own increment) and waits until a sync that *started after* that increment has
-/// finished (`synced >= ticket`). If no sync is running it runs one itself (it leads): it reads
-/// the counter, syncs, and publishes that reading as `synced`, which releases every ticket up
-/// to it. So while one fsync runs, the threads that write meanwhile queue up, and the next
-/// fsync covers all of them.
+/// finished (`synced >= ticket`). A sync reads the counter, syncs, and publishes that reading as
+/// `synced`, which releases every ticket up to it. So while one fsync runs, the threads that
+/// write meanwhile queue up, and the next fsync covers all of them.
+///
+/// Who syncs: a thread that waits alone runs the sync itself (it leads), so a lone append pays
+/// for no hand-over. When others wait too, the store's sync thread ([`GroupCommit::start_syncer`])
+/// runs it. An appender that leads is one thread less appending, and when its sync ends it
+/// waits its turn for a CPU before the next sync can start; the sync thread, asleep otherwise,
+/// is run first (docs/PERFORMANCE.md, item 22: 8 threads append about 10% faster).
 pub(crate) struct GroupCommit {
     /// Appends written so far; a ticket is this counter right after one's increment.
     committed: AtomicU64,
     state: Mutex<State>,
     /// Signalled whenever a sync ends, well or badly.
     ended: Condvar,
+    /// Signalled when there is a sync for the sync thread to run, or it must stop.
+    wanted: Condvar,
     /// Syncs run (led), for tests: fewer than appends when commits were grouped.
     syncs: AtomicU64,
 }
@@ -39,6 +47,12 @@ struct State {
     /// and marked them clean, so a later fsync that succeeds proves nothing about them; every
     /// later append is refused until the store is reopened (and sled re-reads its log).
     failed: Option<String>,
+    /// Threads in `wait_durable` now.
+    waiting: usize,
+    /// Whether a sync thread takes syncs that several threads wait for.
+    syncer: bool,
+    /// Asks the sync thread to stop.
+    stop: bool,
 }
 
 impl GroupCommit {
@@ -49,8 +63,12 @@ impl GroupCommit {
                 synced: 0,
                 leading: false,
                 failed: None,
+                waiting: 0,
+                syncer: false,
+                stop: false,
             }),
             ended: Condvar::new(),
+            wanted: Condvar::new(),
             syncs: AtomicU64::new(0),
         }
     }
@@ -75,10 +93,16 @@ impl GroupCommit {
         self.lock().leading
     }
 
+    /// Threads in `wait_durable` now.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.lock().waiting
+    }
+
     /// Returns once a sync that started after `ticket` was taken has finished, running `sync`
-    /// itself when no other thread is syncing. The leader gets its own sync's error; a thread
-    /// whose commit that sync covered, and every later caller, gets [`StoreError::Io`] naming
-    /// it.
+    /// itself when no other thread is syncing and it waits alone (or there is no sync thread).
+    /// The leader gets its own sync's error; a thread whose commit that sync covered, and
+    /// every later caller, gets [`StoreError::Io`] naming it.
     pub(crate) fn wait_durable(
         &self,
         ticket: u64,
@@ -86,11 +110,14 @@ impl GroupCommit {
         sync: impl FnOnce() -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
+        state.waiting += 1;
         loop {
             if state.synced >= ticket {
+                state.waiting -= 1;
                 return Ok(());
             }
-            if let Some(reason) = &state.failed {
+            if let Some(reason) = state.failed.clone() {
+                state.waiting -= 1;
                 return Err(StoreError::Io {
                     path: path.to_path_buf(),
                     source: io::Error::other(format!(
@@ -99,7 +126,10 @@ impl GroupCommit {
                     )),
                 });
             }
-            if state.leading {
+            if state.leading || (state.syncer && state.waiting > 1) {
+                if !state.leading {
+                    self.wanted.notify_one();
+                }
                 state = self
                     .ended
                     .wait(state)
@@ -111,6 +141,7 @@ impl GroupCommit {
             // thread's ticket, so a good sync covers its own append too.
             let target = self.committed.load(Ordering::SeqCst);
             state.leading = true;
+            state.waiting -= 1;
             drop(state);
             let mut lead = Lead {
                 group: self,
@@ -125,8 +156,81 @@ impl GroupCommit {
         }
     }
 
+    /// Starts the store's sync thread, which runs `sync` for threads that wait together. If
+    /// the thread cannot be started, waiting threads keep leading their own syncs.
+    pub(crate) fn start_syncer(
+        self: &Arc<Self>,
+        sync: impl Fn() -> io::Result<()> + Send + 'static,
+    ) -> Syncer {
+        let group = Arc::clone(self);
+        let thread = std::thread::Builder::new()
+            .name("pactum-sync".into())
+            .spawn(move || group.run_syncer(sync))
+            .ok();
+        self.lock().syncer = thread.is_some();
+        Syncer {
+            group: Arc::clone(self),
+            thread,
+        }
+    }
+
+    /// The sync thread: while threads wait for a ticket no sync has covered, and nobody else
+    /// syncs, it syncs; otherwise it sleeps until asked.
+    fn run_syncer(&self, sync: impl Fn() -> io::Result<()>) {
+        let mut state = self.lock();
+        loop {
+            if state.stop {
+                return;
+            }
+            let target = self.committed.load(Ordering::SeqCst);
+            if state.leading
+                || state.failed.is_some()
+                || state.waiting == 0
+                || target <= state.synced
+            {
+                state = self
+                    .wanted
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.leading = true;
+            drop(state);
+            let mut lead = Lead {
+                group: self,
+                target,
+                result: None,
+            };
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            lead.result = Some(sync().map_err(|e| e.to_string()));
+            drop(lead);
+            state = self.lock();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The store's sync thread, stopped and joined on drop (a sync it runs then ends first).
+pub(crate) struct Syncer {
+    group: Arc<GroupCommit>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let mut state = self.group.lock();
+        state.stop = true;
+        state.syncer = false;
+        drop(state);
+        self.group.wanted.notify_all();
+        // Waiters the sync thread would have served lead their own syncs now.
+        self.group.ended.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

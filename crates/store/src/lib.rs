@@ -25,7 +25,7 @@ use std::fs::{self, File};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -96,7 +96,7 @@ pub struct SledStore {
     /// How far an append goes before it returns; only the durability measurement lowers it.
     durability: Durability,
     /// Lets one sync of the log cover the appends of every thread that wrote before it started.
-    commit: commit::GroupCommit,
+    commit: Arc<commit::GroupCommit>,
     /// The files a checkpoint must fsync; `None` for a temporary store, which is not worth an
     /// fsync and whose directory sled chose. Only a checkpoint locks it.
     files: Option<Mutex<commit::StoreFiles>>,
@@ -111,6 +111,8 @@ pub struct SledStore {
     /// A second handle on the write-ahead log, for group-commit syncs, which must not wait for
     /// the writer lock; `None` for a temporary store.
     wal_sync: Option<File>,
+    /// The sync thread of a store with a log; stopped when the store is dropped.
+    _syncer: Option<commit::Syncer>,
 }
 
 /// What appends share, under [`SledStore::writer`].
@@ -344,6 +346,13 @@ impl SledStore {
         } else {
             (None, None, Vec::new())
         };
+        let commit = Arc::new(commit::GroupCommit::new());
+        // The sync thread gets a handle of its own on the log; without one (or a thread),
+        // waiting threads lead every sync.
+        let syncer = wal_sync
+            .as_ref()
+            .and_then(|f| f.try_clone().ok())
+            .map(|log| commit.start_syncer(move || log.sync_data()));
         let store = SledStore {
             db,
             amendments,
@@ -354,7 +363,7 @@ impl SledStore {
             snapshot_after: SNAPSHOT_AFTER_BYTES,
             path,
             durability: Durability::Fsync,
-            commit: commit::GroupCommit::new(),
+            commit,
             files,
             writer: Mutex::new(Writer {
                 wal,
@@ -362,6 +371,7 @@ impl SledStore {
             }),
             visible: RwLock::new(()),
             wal_sync,
+            _syncer: syncer,
         };
         let dirty = durable
             && store

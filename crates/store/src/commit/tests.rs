@@ -37,12 +37,17 @@ impl Disk {
     }
 }
 
-#[test]
-fn nobody_returns_before_a_sync_that_started_after_its_commit() {
+/// Eight threads commit and wait, each checking that the disk holds its commit when it is
+/// released; with a sync thread, it runs the syncs that several wait for.
+fn nobody_returns_before_a_sync_that_started_after_its_commit(with_syncer: bool) {
     const THREADS: u64 = 8;
     const EACH: u64 = 200;
-    let group = GroupCommit::new();
-    let disk = Disk::default();
+    let group = Arc::new(GroupCommit::new());
+    let disk = Arc::new(Disk::default());
+    let syncer = with_syncer.then(|| {
+        let disk = Arc::clone(&disk);
+        group.start_syncer(move || disk.sync().map_err(io::Error::other))
+    });
     std::thread::scope(|s| {
         for t in 0..THREADS {
             let (group, disk) = (&group, &disk);
@@ -60,8 +65,19 @@ fn nobody_returns_before_a_sync_that_started_after_its_commit() {
             });
         }
     });
+    drop(syncer);
     assert_eq!(disk.durable.lock().unwrap().len() as u64, THREADS * EACH);
     assert!(group.syncs() <= THREADS * EACH);
+}
+
+#[test]
+fn nobody_returns_before_a_sync_that_started_after_its_commit_when_appenders_sync() {
+    nobody_returns_before_a_sync_that_started_after_its_commit(false);
+}
+
+#[test]
+fn nobody_returns_before_a_sync_that_started_after_its_commit_with_a_sync_thread() {
+    nobody_returns_before_a_sync_that_started_after_its_commit(true);
 }
 
 /// Waits until a thread leads (it has read the counter, and is syncing).
@@ -161,6 +177,129 @@ fn a_sync_that_panics_fails_the_waiters_instead_of_hanging_them() {
         let err = waiter.join().unwrap().unwrap_err();
         assert!(err.to_string().contains("the sync panicked"), "{err}");
     });
+}
+
+/// Which threads ran a sync, by name.
+type Syncers = Arc<Mutex<Vec<String>>>;
+
+fn record(syncers: &Syncers) {
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    syncers.lock().unwrap().push(name);
+}
+
+/// A group with a sync thread whose syncs are recorded and give `result`.
+fn group_with_syncer(result: fn() -> io::Result<()>) -> (Arc<GroupCommit>, Syncer, Syncers) {
+    let group = Arc::new(GroupCommit::new());
+    let syncers = Syncers::default();
+    let seen = Arc::clone(&syncers);
+    let syncer = group.start_syncer(move || {
+        record(&seen);
+        result()
+    });
+    (group, syncer, syncers)
+}
+
+/// A first thread leads a sync that blocks; two more commit and wait while it runs; then the
+/// first sync ends. Returns what the two got.
+fn two_wait_behind_a_leader(group: &GroupCommit, syncers: &Syncers) -> Vec<Result<(), StoreError>> {
+    let (release, blocked) = mpsc::channel::<()>();
+    let blocked = Mutex::new(blocked);
+    std::thread::scope(|s| {
+        let blocked = &blocked;
+        let ticket = group.ticket();
+        let leader = s.spawn(move || {
+            group.wait_durable(ticket, &here(), || {
+                record(syncers);
+                blocked.lock().unwrap().recv().unwrap();
+                Ok(())
+            })
+        });
+        wait_for_a_leader(group);
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let ticket = group.ticket();
+                s.spawn(move || {
+                    group.wait_durable(ticket, &here(), || {
+                        record(syncers);
+                        Ok(())
+                    })
+                })
+            })
+            .collect();
+        while group.waiting() < 2 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        release.send(()).unwrap();
+        leader.join().unwrap().unwrap();
+        others.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn a_thread_that_waits_alone_syncs_itself() {
+    let (group, _syncer, syncers) = group_with_syncer(|| Ok(()));
+    let ticket = group.ticket();
+    std::thread::Builder::new()
+        .name("appender".into())
+        .spawn({
+            let (group, syncers) = (Arc::clone(&group), Arc::clone(&syncers));
+            move || {
+                group.wait_durable(ticket, &here(), || {
+                    record(&syncers);
+                    Ok(())
+                })
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(*syncers.lock().unwrap(), ["appender"]);
+}
+
+#[test]
+fn threads_that_wait_together_are_synced_by_the_sync_thread() {
+    let (group, _syncer, syncers) = group_with_syncer(|| Ok(()));
+    for result in two_wait_behind_a_leader(&group, &syncers) {
+        result.unwrap();
+    }
+    // The leader's own sync, then one on the sync thread for the two that waited together;
+    // neither of them ran a sync.
+    let names = syncers.lock().unwrap().clone();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], "pactum-sync", "{names:?}");
+    assert_eq!(group.syncs(), 2);
+}
+
+#[test]
+fn a_failed_sync_on_the_sync_thread_fails_its_waiters_and_everything_after() {
+    let (group, _syncer, syncers) = group_with_syncer(|| Err(io::Error::other("disk on fire")));
+    for result in two_wait_behind_a_leader(&group, &syncers) {
+        let err = result.unwrap_err();
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+    }
+    let ticket = group.ticket();
+    assert!(group.wait_durable(ticket, &here(), || Ok(())).is_err());
+    assert_eq!(syncers.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_dropped_sync_thread_ends_and_waiting_threads_sync_for_themselves() {
+    let (group, syncer, syncers) = group_with_syncer(|| Ok(()));
+    drop(syncer);
+    // The thread has ended: nobody but this test holds the group any more.
+    assert_eq!(Arc::strong_count(&group), 1);
+    for result in two_wait_behind_a_leader(&group, &syncers) {
+        result.unwrap();
+    }
+    let names = syncers.lock().unwrap().clone();
+    assert!(
+        names.len() == 2 && !names.contains(&"pactum-sync".to_owned()),
+        "{names:?}"
+    );
 }
 
 #[cfg(unix)]
