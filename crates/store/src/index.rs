@@ -461,19 +461,28 @@ impl SledStore {
         let Some(trees) = &self.index else {
             return Ok(None);
         };
-        let Some(id) = self.uuid_of(agreement)? else {
-            return Ok(None);
-        };
-        // Read without the store's read lock (see `LedgerStore::index` in guard.rs): a new
-        // agreement's slug goes into sled before its head, so a slug without a head is an
-        // append halfway through; the index then has nothing to offer, and the caller's
-        // history read (under the lock) sees the agreement whole, or says it is damaged.
-        let Some(head) = self.head_by_id(&id, agreement.as_str())? else {
-            return Ok(None);
+        let (id, latest) = match self.heads.get(agreement) {
+            Some(known) => known,
+            None => {
+                let before = self.heads.before_read();
+                let Some(id) = self.uuid_of(agreement)? else {
+                    return Ok(None);
+                };
+                // Read without the store's read lock (see `LedgerStore::index` in guard.rs): a
+                // new agreement's slug goes into sled before its head, so a slug without a head
+                // is an append halfway through; the index then has nothing to offer, and the
+                // caller's history read (under the lock) sees the agreement whole, or says it
+                // is damaged.
+                let Some(head) = self.head_by_id(&id, agreement.as_str())? else {
+                    return Ok(None);
+                };
+                self.heads.read(agreement, id, head.version, before);
+                (id, head.version)
+            }
         };
         let at_head = trees
             .segments
-            .get(record_key(&id, head.version))
+            .get(record_key(&id, latest))
             .map_err(|e| self.sled_err(e))?;
         let Some(raw) = at_head else {
             return Ok(None);
@@ -483,19 +492,15 @@ impl SledStore {
             trees,
             id,
             slug: agreement.clone(),
-            latest: head.version,
+            latest,
             segments: RefCell::new(BTreeMap::new()),
             records: RefCell::new(HashMap::new()),
             packs: RefCell::new(BTreeMap::new()),
             revocations: RefCell::new(None),
         };
         // Most queries start at the head: keep what was read.
-        let seg =
-            Segment::decode(head.version, &raw).map_err(|e| index.bad(Some(head.version), e))?;
-        index
-            .segments
-            .borrow_mut()
-            .insert(head.version, Rc::new(seg));
+        let seg = Segment::decode(latest, &raw).map_err(|e| index.bad(Some(latest), e))?;
+        index.segments.borrow_mut().insert(latest, Rc::new(seg));
         Ok(Some(index))
     }
 }

@@ -11,6 +11,7 @@ mod codec;
 mod commit;
 mod error;
 mod guard;
+mod heads;
 mod import;
 mod index;
 mod pack;
@@ -113,6 +114,8 @@ pub struct SledStore {
     wal_sync: Option<File>,
     /// The sync thread of a store with a log; stopped when the store is dropped.
     _syncer: Option<commit::Syncer>,
+    /// Agreements' ids and latest versions, so that the query index need not read them.
+    heads: heads::KnownHeads,
 }
 
 /// What appends share, under [`SledStore::writer`].
@@ -372,6 +375,7 @@ impl SledStore {
             visible: RwLock::new(()),
             wal_sync,
             _syncer: syncer,
+            heads: heads::KnownHeads::default(),
         };
         let dirty = durable
             && store
@@ -619,6 +623,12 @@ impl SledStore {
                 writer.failed = Some(reason.clone());
                 return Err(self.corrupt(reason));
             }
+            let new_slug = request.writes.iter().find(|w| w.tree == TreeId::Slugs);
+            self.heads.written(
+                request.guard.agreement,
+                request.guard.to,
+                new_slug.and_then(|w| std::str::from_utf8(&w.key).ok()),
+            );
         }
         drop(hidden);
         let full = writer
