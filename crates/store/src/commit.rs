@@ -143,17 +143,26 @@ impl GroupCommit {
             state.leading = true;
             state.waiting -= 1;
             drop(state);
-            let mut lead = Lead {
-                group: self,
-                target,
-                result: None,
-            };
-            self.syncs.fetch_add(1, Ordering::SeqCst);
-            let result = sync();
-            lead.result = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-            drop(lead);
-            return result;
+            return self.sync_up_to(target, sync);
         }
+    }
+
+    /// Runs one sync for every ticket up to `target` (the caller has set `leading`) and
+    /// publishes how it went to the waiting threads, a panic in `sync` included.
+    fn sync_up_to<E: std::fmt::Display>(
+        &self,
+        target: u64,
+        sync: impl FnOnce() -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut lead = Lead {
+            group: self,
+            target,
+            result: None,
+        };
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        let result = sync();
+        lead.result = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        result
     }
 
     /// Starts the store's sync thread, which runs `sync` for threads that wait together. If
@@ -196,14 +205,8 @@ impl GroupCommit {
             }
             state.leading = true;
             drop(state);
-            let mut lead = Lead {
-                group: self,
-                target,
-                result: None,
-            };
-            self.syncs.fetch_add(1, Ordering::SeqCst);
-            lead.result = Some(sync().map_err(|e| e.to_string()));
-            drop(lead);
+            // Its waiters get the error, if any, through `Lead`.
+            let _ = self.sync_up_to(target, &sync);
             state = self.lock();
         }
     }
