@@ -3,7 +3,7 @@
 //! same bytes for people writing an independent reader; keep the two in step.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use pactum_domain::{

@@ -16,7 +16,7 @@
 //! while an append inserts would see anyway: the index's reads stay at or below the version
 //! they start from.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use pactum_domain::{Slug, Version};
