@@ -3,9 +3,9 @@
 //! same bytes for people writing an independent reader; keep the two in step.
 
 use std::cell::RefCell;
-use foldhash::HashSet;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use foldhash::HashSet;
 use pactum_domain::{
     limits::VALUE_DEPTH_MAX, Amendment, Change, Currency, Decimal, Hash, Money, Opening, Slug,
     TermKey, Value, Version,

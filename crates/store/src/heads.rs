@@ -16,9 +16,9 @@
 //! while an append inserts would see anyway: the index's reads stay at or below the version
 //! they start from.
 
-use foldhash::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use foldhash::HashMap;
 use pactum_domain::{Slug, Version};
 use uuid::Uuid;
 
