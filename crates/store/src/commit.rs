@@ -22,8 +22,8 @@ use crate::{owner_only, sync_path, StoreError, DIR_MODE, FILE_MODE};
 /// write meanwhile queue up, and the next fsync covers all of them.
 ///
 /// Who syncs: a thread that waits alone runs the sync itself (it leads), so a lone append pays
-/// for no hand-over. When others wait too, the store's sync thread ([`GroupCommit::start_syncer`])
-/// runs it. An appender that leads is one thread less appending, and when its sync ends it
+/// for no hand-over. When others wait too, the store's sync thread ([`GroupCommit::start_syncer`],
+/// started by the store when appends first overlap) runs it. An appender that leads is one thread less appending, and when its sync ends it
 /// waits its turn for a CPU before the next sync can start; the sync thread, asleep otherwise,
 /// is run first (docs/PERFORMANCE.md, item 22: 8 threads append about 10% faster).
 pub(crate) struct GroupCommit {
@@ -91,6 +91,12 @@ impl GroupCommit {
     #[cfg(test)]
     fn leading(&self) -> bool {
         self.lock().leading
+    }
+
+    /// Whether another append waits or syncs now: one that comes too would wait together.
+    pub(crate) fn others_waiting(&self) -> bool {
+        let state = self.lock();
+        state.waiting > 0 || state.leading
     }
 
     /// Threads in `wait_durable` now.

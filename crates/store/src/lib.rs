@@ -26,7 +26,9 @@ use std::fs::{self, File};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -112,8 +114,10 @@ pub struct SledStore {
     /// A second handle on the write-ahead log, for group-commit syncs, which must not wait for
     /// the writer lock; `None` for a temporary store.
     wal_sync: Option<File>,
-    /// The sync thread of a store with a log; stopped when the store is dropped.
-    _syncer: Option<commit::Syncer>,
+    /// The sync thread of a store with a log, started the first time an append waits while
+    /// another does (a process that only reads, or appends one at a time, never starts it);
+    /// stopped when the store is dropped. `None` inside if it could not be started.
+    syncer: OnceLock<Option<commit::Syncer>>,
     /// Agreements' ids and latest versions, so that the query index need not read them.
     heads: heads::KnownHeads,
 }
@@ -349,13 +353,6 @@ impl SledStore {
         } else {
             (None, None, Vec::new())
         };
-        let commit = Arc::new(commit::GroupCommit::new());
-        // The sync thread gets a handle of its own on the log; without one (or a thread),
-        // waiting threads lead every sync.
-        let syncer = wal_sync
-            .as_ref()
-            .and_then(|f| f.try_clone().ok())
-            .map(|log| commit.start_syncer(move || log.sync_data()));
         let store = SledStore {
             db,
             amendments,
@@ -366,7 +363,7 @@ impl SledStore {
             snapshot_after: SNAPSHOT_AFTER_BYTES,
             path,
             durability: Durability::Fsync,
-            commit,
+            commit: Arc::new(commit::GroupCommit::new()),
             files,
             writer: Mutex::new(Writer {
                 wal,
@@ -374,7 +371,7 @@ impl SledStore {
             }),
             visible: RwLock::new(()),
             wal_sync,
-            _syncer: syncer,
+            syncer: OnceLock::new(),
             heads: heads::KnownHeads::default(),
         };
         let dirty = durable
@@ -641,10 +638,20 @@ impl SledStore {
         let ticket = self.commit.ticket();
         drop(writer);
         if logged && self.durability == Durability::Fsync {
+            if self.syncer.get().is_none() && self.commit.others_waiting() {
+                self.syncer.get_or_init(|| self.start_syncer());
+            }
             self.commit
                 .wait_durable(ticket, &self.path, || self.sync_log())?;
         }
         Ok(())
+    }
+
+    /// Starts the store's sync thread, with a handle of its own on the log; without one (or a
+    /// thread), waiting threads lead every sync.
+    fn start_syncer(&self) -> Option<commit::Syncer> {
+        let log = self.wal_sync.as_ref()?.try_clone().ok()?;
+        Some(self.commit.start_syncer(move || log.sync_data()))
     }
 
     /// A group commit's sync: fdatasync of the log, which holds every append logged so far (or

@@ -395,6 +395,18 @@ fn stamper() -> StepStamper {
 }
 
 #[test]
+fn a_store_appended_to_one_append_at_a_time_starts_no_sync_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("store"), OpenMode::CreateIfMissing).unwrap();
+    let (stamper, slug) = (stamper(), Slug::parse("alone").unwrap());
+    for version in 1..=5 {
+        append_one(&store, &stamper, &slug, version);
+    }
+    assert_eq!(store.commit.syncs(), 5);
+    assert!(store.syncer.get().is_none());
+}
+
+#[test]
 fn threads_appending_to_one_store_share_syncs_and_lose_nothing() {
     const THREADS: usize = 8;
     const EACH: u64 = 25;
@@ -417,6 +429,8 @@ fn threads_appending_to_one_store_share_syncs_and_lose_nothing() {
     let appends = THREADS as u64 * EACH;
     let syncs = store.commit.syncs() - syncs_before;
     assert!(syncs < appends, "{syncs} syncs for {appends} appends");
+    // Appends that overlapped started the sync thread.
+    assert!(store.syncer.get().is_some_and(Option::is_some));
     drop(store);
     let store = reopen(&path).unwrap();
     for t in 0..THREADS {
