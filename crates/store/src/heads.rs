@@ -60,8 +60,8 @@ impl KnownHeads {
     /// append recorded a version since `before` (or one is kept already).
     pub(crate) fn read(&self, slug: &Slug, id: Uuid, version: Version, before: Before) {
         let mut inner = self.lock();
-        if inner.ids.len() < KEPT {
-            inner.ids.entry(slug.clone()).or_insert(id);
+        if inner.ids.len() < KEPT && !inner.ids.contains_key(slug) {
+            inner.ids.insert(slug.clone(), id);
         }
         if inner.generation == before.0 && inner.versions.len() < KEPT {
             inner.versions.entry(id).or_insert(version);
