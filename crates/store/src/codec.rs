@@ -431,6 +431,62 @@ pub type StoredIndexedVersion = StoredIndexedVersionOf<String>;
 /// many versions away.
 pub const CHECKPOINT: u64 = 64;
 
+/// An `idx_segments` value read the way a query first needs it, from the same bytes as a
+/// [`StoredSegmentOf`]: dates and times decoded, each title and term list left as its stored
+/// bytes, unchecked, until a query asks for it. A query on a long history walks many versions
+/// only for their dates (and the pending ones for their titles), so checking and sharing every
+/// term key of every segment it passes was most of its time.
+#[derive(bincode::BorrowDecode)]
+pub struct SkimmedSegment<'a> {
+    pub start: u64,
+    pub versions: Vec<SkimmedVersion<'a>>,
+    pub state: Option<Vec<(&'a str, u64)>>,
+}
+
+/// One version of a [`SkimmedSegment`]: the fields of a [`StoredIndexedVersionOf`].
+#[derive(bincode::BorrowDecode)]
+pub struct SkimmedVersion<'a> {
+    pub effective: i32,
+    pub recorded_at: i64,
+    pub horizon: i32,
+    /// The title's bytes (UTF-8 not yet checked).
+    pub title: &'a [u8],
+    pub terms: SkimmedList<'a>,
+}
+
+/// A stored `Vec` of strings passed over: the bytes of its last string, if any. It is encoded
+/// right after the title, so the list is the bytes from the title's end to this one's end.
+pub struct SkimmedList<'a> {
+    pub last: Option<&'a [u8]>,
+}
+
+impl<'de, C> bincode::BorrowDecode<'de, C> for SkimmedList<'de> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        // A `Vec`'s length is a u64, as `Vec<&str>` reads it.
+        let count = <u64 as bincode::Decode<C>>::decode(decoder)?;
+        let mut last = None;
+        for _ in 0..count {
+            last = Some(<&[u8] as bincode::BorrowDecode<C>>::borrow_decode(decoder)?);
+        }
+        Ok(SkimmedList { last })
+    }
+}
+
+/// A term list as stored (its length, then each key), as [`SkimmedList`] found it.
+pub fn decode_term_list(bytes: &[u8]) -> Result<Vec<&str>, String> {
+    let (terms, read) = bincode::borrow_decode_from_slice::<Vec<&str>, _>(
+        bytes,
+        config().with_limit::<DECODE_LIMIT>(),
+    )
+    .map_err(|e| format!("bincode: {e}"))?;
+    if read != bytes.len() {
+        return Err(format!("{} bytes after a term list", bytes.len() - read));
+    }
+    Ok(terms)
+}
+
 /// The domain change a stored one stands for; fails on anything the domain types refuse.
 pub fn change_of<S: AsRef<str>>(c: &StoredChangeOf<S>) -> Result<Change, String> {
     let text = |t: &Option<S>| t.as_ref().map(|t| t.as_ref().to_owned());

@@ -20,8 +20,9 @@
 //! agreement whose index does not reach its head (an older pactum appended to it; the index
 //! then stays behind for good). The bytes are specified in docs/STORAGE.md, "The query index".
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Range;
 use std::rc::Rc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -189,9 +190,11 @@ impl SegmentWriter {
     }
 }
 
-/// A segment's versions as a query or a check needs them.
+/// A segment's versions as a query or a check needs them. Titles and term lists stay in
+/// `raw` until asked for ([`SkimmedSegment`]); `decode` checks the rest.
 struct Segment {
     start: Version,
+    raw: sled::IVec,
     versions: Vec<Kept>,
     state: Option<Vec<(TermKey, Version)>>,
 }
@@ -199,17 +202,19 @@ struct Segment {
 struct Kept {
     placement: Placement,
     recorded_at: i64,
-    title: String,
-    terms: Vec<TermKey>,
+    /// Where in `raw` the title is, and the term list (its length, then each key).
+    title: Range<usize>,
+    terms: Range<usize>,
+    /// The term list, decoded and checked the first time it is asked for.
+    decoded: OnceCell<Vec<TermKey>>,
 }
 
 impl Segment {
     /// Decodes an `idx_segments` value whose key names `end`, checking that it holds
     /// versions `start..=end` and carries the term state exactly at multiples of
     /// [`CHECKPOINT`].
-    fn decode(end: Version, raw: &[u8]) -> Result<Segment, String> {
-        // Read in place: a term key is shared (`term_key`), only the title is copied.
-        let s: StoredSegmentOf<&str> = open_envelope(raw)?;
+    fn decode(end: Version, raw: sled::IVec) -> Result<Segment, String> {
+        let s: SkimmedSegment = open_envelope(&raw)?;
         let count = s.versions.len() as Version;
         if s.start == 0 || count == 0 || s.start.checked_add(count - 1) != Some(end) {
             return Err(format!(
@@ -228,22 +233,25 @@ impl Segment {
                 "segment v{end} has the term state where it should not, or lacks it"
             ));
         }
+        // Offsets into `raw` of slices borrowed from it.
+        let base = raw.as_ptr() as usize;
+        let at = |b: &[u8]| b.as_ptr() as usize - base;
         let versions = s
             .versions
-            .into_iter()
+            .iter()
             .map(|v| {
+                let title = at(v.title)..at(v.title) + v.title.len();
+                // An empty list is its length alone: one byte.
+                let terms_end = v.terms.last.map_or(title.end + 1, |l| at(l) + l.len());
                 Ok(Kept {
                     placement: Placement {
                         effective: date(v.effective)?,
                         horizon: date(v.horizon)?,
                     },
                     recorded_at: v.recorded_at,
-                    terms: v
-                        .terms
-                        .into_iter()
-                        .map(term_key)
-                        .collect::<Result<_, String>>()?,
-                    title: v.title.to_owned(),
+                    terms: title.end..terms_end,
+                    title,
+                    decoded: OnceCell::new(),
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -255,16 +263,52 @@ impl Segment {
                     .collect::<Result<Vec<_>, String>>()
             })
             .transpose()?;
+        let start = s.start;
         Ok(Segment {
-            start: s.start,
+            start,
+            raw,
             versions,
             state,
         })
     }
 
+    /// [`Segment::decode`], then every title and term list checked too (what `verify` needs).
+    fn decode_all(end: Version, raw: sled::IVec) -> Result<Segment, String> {
+        let seg = Segment::decode(end, raw)?;
+        for kept in &seg.versions {
+            seg.title(kept)?;
+            seg.terms(kept)?;
+        }
+        Ok(seg)
+    }
+
     fn kept(&self, v: Version) -> Option<&Kept> {
         let i = usize::try_from(v.checked_sub(self.start)?).ok()?;
         self.versions.get(i)
+    }
+
+    fn title(&self, kept: &Kept) -> Result<&str, String> {
+        let bytes = self
+            .raw
+            .get(kept.title.clone())
+            .ok_or("a title out of bounds")?;
+        std::str::from_utf8(bytes).map_err(|e| format!("a title: {e}"))
+    }
+
+    /// The terms `kept` names, in term order.
+    fn terms<'s>(&'s self, kept: &'s Kept) -> Result<&'s [TermKey], String> {
+        if let Some(terms) = kept.decoded.get() {
+            return Ok(terms);
+        }
+        let bytes = self
+            .raw
+            .get(kept.terms.clone())
+            .ok_or("a term list out of bounds")?;
+        let terms = decode_term_list(bytes)?
+            .into_iter()
+            .map(term_key)
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(kept.decoded.get_or_init(|| terms))
     }
 }
 
@@ -290,7 +334,7 @@ impl<'t> IndexTx<'t> {
         let raw = self
             .staging
             .get(TreeId::IdxSegments, &record_key(agreement, end))?;
-        Ok(raw.and_then(|r| Segment::decode(end, &r).ok()))
+        Ok(raw.and_then(|r| Segment::decode(end, r).ok()))
     }
 
     /// Where to index the `count` drafts that follow `head` (0 for a new agreement); `None`
@@ -356,7 +400,10 @@ impl<'t> IndexTx<'t> {
         }
         for seg in after.iter().rev() {
             for (v, kept) in (seg.start..).zip(&seg.versions) {
-                for term in &kept.terms {
+                let Ok(terms) = seg.terms(kept) else {
+                    return Ok(None);
+                };
+                for term in terms {
                     state.insert(term.as_str().to_owned(), v);
                 }
             }
@@ -499,7 +546,7 @@ impl SledStore {
             revocations: RefCell::new(None),
         };
         // Most queries start at the head: keep what was read.
-        let seg = Segment::decode(latest, &raw).map_err(|e| index.bad(Some(latest), e))?;
+        let seg = Segment::decode(latest, raw).map_err(|e| index.bad(Some(latest), e))?;
         index.segments.borrow_mut().insert(latest, Rc::new(seg));
         Ok(Some(index))
     }
@@ -531,7 +578,7 @@ impl SledIndex<'_> {
         let Some((end, raw)) = found else {
             return Err(self.bad(Some(v), "no segment holds the version".into()));
         };
-        let seg = Segment::decode(end, &raw).map_err(|e| self.bad(Some(v), e))?;
+        let seg = Segment::decode(end, raw).map_err(|e| self.bad(Some(v), e))?;
         if seg.start > v {
             return Err(self.bad(Some(v), "no segment holds the version".into()));
         }
@@ -540,11 +587,16 @@ impl SledIndex<'_> {
         Ok(seg)
     }
 
-    fn kept<T>(&self, v: Version, f: impl FnOnce(&Kept) -> T) -> Result<T, StoreError> {
+    fn kept<T>(
+        &self,
+        v: Version,
+        f: impl FnOnce(&Segment, &Kept) -> Result<T, String>,
+    ) -> Result<T, StoreError> {
         let seg = self.segment_of(v)?;
-        let kept = seg.kept(v);
-        kept.map(f)
-            .ok_or_else(|| self.bad(Some(v), "no segment holds the version".into()))
+        let kept = seg
+            .kept(v)
+            .ok_or_else(|| self.bad(Some(v), "no segment holds the version".into()))?;
+        f(&seg, kept).map_err(|e| self.bad(Some(v), e))
     }
 
     /// The term state at `base`, a multiple of [`CHECKPOINT`].
@@ -645,7 +697,7 @@ impl HistoryIndex for SledIndex<'_> {
         let (mut lo, mut hi) = (0, self.latest);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            if self.kept(mid, |k| k.recorded_at)? <= at {
+            if self.kept(mid, |_, k| Ok(k.recorded_at))? <= at {
                 lo = mid;
             } else {
                 hi = mid - 1;
@@ -655,15 +707,15 @@ impl HistoryIndex for SledIndex<'_> {
     }
 
     fn placement(&self, v: Version) -> Result<Placement, StoreError> {
-        self.kept(v, |k| k.placement)
+        self.kept(v, |_, k| Ok(k.placement))
     }
 
     fn title(&self, v: Version) -> Result<String, StoreError> {
-        self.kept(v, |k| k.title.clone())
+        self.kept(v, |s, k| s.title(k).map(str::to_owned))
     }
 
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, StoreError> {
-        self.kept(v, |k| k.terms.clone())
+        self.kept(v, |s, k| s.terms(k).map(<[TermKey]>::to_vec))
     }
 
     fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, StoreError> {
@@ -676,7 +728,11 @@ impl HistoryIndex for SledIndex<'_> {
         }
         for v in base + 1..=k {
             let seg = self.segment_of(v)?;
-            for term in seg.kept(v).map(|k| k.terms.as_slice()).unwrap_or_default() {
+            let terms = match seg.kept(v) {
+                Some(kept) => seg.terms(kept).map_err(|e| self.bad(Some(v), e))?,
+                None => &[],
+            };
+            for term in terms {
                 last.insert(term.clone(), v);
             }
         }
@@ -687,7 +743,7 @@ impl HistoryIndex for SledIndex<'_> {
         let v = v.min(self.latest);
         let base = v / CHECKPOINT * CHECKPOINT;
         for u in (base + 1..=v).rev() {
-            if self.kept(u, |k| k.terms.binary_search(term).is_ok())? {
+            if self.kept(u, |s, k| Ok(s.terms(k)?.binary_search(term).is_ok()))? {
                 return Ok(u);
             }
         }
@@ -787,7 +843,7 @@ impl SledStore {
                 );
                 continue;
             };
-            if let Err(e) = Segment::decode(end, &v) {
+            if let Err(e) = Segment::decode_all(end, v.clone()) {
                 found.add(Some(end), format!("the query index: {e}"));
                 continue;
             }

@@ -458,3 +458,114 @@ fn a_new_agreement_of_many_versions_in_one_call_is_cut_at_each_checkpoint() {
         .collect();
     assert_eq!(ends, [(1, 64, true), (65, 128, true), (129, 150, false)]);
 }
+
+/// A stored version for the segment tests below.
+fn indexed(day: u32, title: &str, terms: &[&str]) -> StoredIndexedVersion {
+    let on = NaiveDate::from_ymd_opt(2024, 1, day).unwrap();
+    StoredIndexedVersion {
+        effective: days(on),
+        recorded_at: i64::from(day) * 1_000,
+        horizon: days(on),
+        title: title.to_owned(),
+        terms: terms.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+#[test]
+fn a_segment_read_lazily_gives_every_stored_title_and_term_list() {
+    // Titles and lists of every shape: empty, non-ASCII, and longer than 250 bytes (a length
+    // that takes more than one byte).
+    let long_title = "ü".repeat(200);
+    let long_term = format!("a.{}", "b".repeat(120));
+    let versions = vec![
+        indexed(1, "Ünïcode — first", &["fee", "licence.scope"]),
+        indexed(2, "", &[]),
+        indexed(3, &long_title, &[&long_term]),
+        indexed(4, "last", &["a", "b", "c", "licence.scope"]),
+    ];
+    for (start, state) in [
+        (1, None),
+        (61, Some(vec![("fee".to_owned(), 61), ("x".to_owned(), 3)])),
+    ] {
+        let stored = StoredSegment {
+            start,
+            versions: versions.clone(),
+            state,
+        };
+        let end = start + 3;
+        let value = IVec::from(seal_envelope(&stored).unwrap());
+        let seg = Segment::decode_all(end, value).unwrap();
+        assert_eq!(seg.start, start);
+        for (v, want) in (start..).zip(&versions) {
+            let kept = seg.kept(v).unwrap();
+            assert_eq!(seg.title(kept).unwrap(), want.title);
+            let terms: Vec<&str> = seg
+                .terms(kept)
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str())
+                .collect();
+            assert_eq!(terms, want.terms);
+            assert_eq!(kept.recorded_at, want.recorded_at);
+            assert_eq!(days(kept.placement.effective), want.effective);
+        }
+        let state: Option<Vec<(String, u64)>> = seg.state.map(|s| {
+            s.into_iter()
+                .map(|(t, v)| (t.as_str().to_owned(), v))
+                .collect()
+        });
+        assert_eq!(state, stored.state);
+    }
+}
+
+#[test]
+fn a_bad_term_list_or_title_fails_the_query_that_reads_it_and_verify() {
+    // Valid UTF-8 but not a term key; then a title that is not UTF-8.
+    let bad_key = StoredSegment {
+        start: 1,
+        versions: vec![
+            indexed(1, "fine", &["fee"]),
+            indexed(2, "also", &["Not A Key"]),
+        ],
+        state: None,
+    };
+    let value = IVec::from(seal_envelope(&bad_key).unwrap());
+    let seg = Segment::decode(2, value.clone()).unwrap();
+    assert_eq!(seg.terms(seg.kept(1).unwrap()).unwrap().len(), 1);
+    assert!(seg.terms(seg.kept(2).unwrap()).is_err());
+    assert!(Segment::decode_all(2, value).is_err());
+
+    let mut bytes = seal_envelope(&StoredSegment {
+        start: 1,
+        versions: vec![indexed(1, "tïtle", &["fee"])],
+        state: None,
+    })
+    .unwrap();
+    let at = bytes.windows(2).position(|w| w == "ï".as_bytes()).unwrap();
+    bytes[at] = 0xff;
+    let seg = Segment::decode(1, IVec::from(bytes.clone())).unwrap();
+    assert!(seg.title(seg.kept(1).unwrap()).is_err());
+    assert!(seg.terms(seg.kept(1).unwrap()).is_ok());
+    assert!(Segment::decode_all(1, IVec::from(bytes)).is_err());
+
+    // In a store: the query that needs the damaged list says so; verify names the segment.
+    let store = SledStore::temporary().unwrap();
+    history(&store, 20, &[20], 3);
+    let (k, v) = raw(&store, TREE_IDX_SEGMENTS).remove(0);
+    let mut seg: StoredSegment = open_envelope(&v).unwrap();
+    seg.versions[19].terms = vec!["Not A Key".into()];
+    store
+        .raw_tree(TREE_IDX_SEGMENTS)
+        .unwrap()
+        .insert(k, seal_envelope(&seg).unwrap())
+        .unwrap();
+    let index = store.index(&slug()).unwrap().unwrap();
+    assert!(index.placement(20).is_ok());
+    let err = index.terms_of(20).unwrap_err().to_string();
+    assert!(err.contains("query index"), "{err}");
+    let found = problems(&store);
+    assert!(
+        found.iter().any(|p| p.contains("the query index: ")),
+        "{found:?}"
+    );
+}
