@@ -13,12 +13,14 @@
 mod amendment;
 mod ident;
 pub mod limits;
+mod memory_index;
 pub mod stamp;
 mod store;
 mod value;
 
 pub use amendment::{Amendment, Change, Draft, DraftError, DraftFields, Hash, Opening, Version};
 pub use ident::{IdentError, Slug, TermKey};
+pub use memory_index::{Infallibly, MemoryIndex};
 pub use stamp::{Stamper, StepStamper};
 pub use store::{
     check_histories, AgreementHead, AppendRequest, BoxedIndex, ChainReport, HistoryIndex,

@@ -156,6 +156,15 @@ pub struct Placement {
     pub horizon: NaiveDate,
 }
 
+impl Placement {
+    /// What an index says of a version it does not hold (callers ask about 1..=latest only):
+    /// never in effect, and no bound on anything.
+    pub const NOWHERE: Placement = Placement {
+        effective: NaiveDate::MAX,
+        horizon: NaiveDate::MAX,
+    };
+}
+
 /// A [`HistoryIndex`] as a store hands it out.
 pub type BoxedIndex<'a, E> = Box<dyn HistoryIndex<Error = E> + 'a>;
 

@@ -97,10 +97,7 @@ impl LedgerStore for SledStore {
         // No read lock: an append inserts every key of a request before its head, and never
         // rewrites a key at or below a head, so the index (all of whose reads stay at or below
         // the head it reads first) never sees one halfway. Appends then need not wait for it.
-        self.guarded(|| {
-            let index = self.index_unguarded(agreement)?;
-            Ok(index.map(|i| Box::new(i) as BoxedIndex<'a, StoreError>))
-        })
+        self.guarded(|| self.index_unguarded(agreement))
     }
 }
 

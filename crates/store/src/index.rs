@@ -27,7 +27,8 @@ use std::rc::Rc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
-    Amendment, Change, HistoryIndex, Placement, Slug, TermKey, VerifyFinding, Version,
+    Amendment, BoxedIndex, Change, HistoryIndex, Infallibly, MemoryIndex, Placement, Slug, TermKey,
+    VerifyFinding, Version,
 };
 use sled::Tree;
 use uuid::Uuid;
@@ -476,6 +477,12 @@ pub(crate) fn describe(tree: &str, k: &[u8], v: &[u8]) -> Option<(String, String
     }
 }
 
+/// Histories of at most this many versions are read whole for a query or an append's
+/// decision, and indexed in memory, instead of through `idx_segments`: their records are one
+/// or two leaves of `amendments` (packs of up to 16 records), which the index would read
+/// besides its segment to find the values; read whole, the segment's leaf is not read at all.
+pub(crate) const READ_WHOLE: Version = 16;
+
 /// One agreement's index as a [`HistoryIndex`], as its head stood when it was opened. It
 /// keeps what it decoded for the life of one query.
 pub(crate) struct SledIndex<'s> {
@@ -500,11 +507,12 @@ type Revocations = Vec<(Version, Version)>;
 
 impl SledStore {
     /// The agreement's index, if this store keeps one and it reaches the agreement's head;
-    /// `None` for an unknown agreement.
+    /// `None` for an unknown agreement. A history of at most [`READ_WHOLE`] versions is read
+    /// whole from its records instead.
     pub(crate) fn index_unguarded(
         &self,
         agreement: &Slug,
-    ) -> Result<Option<SledIndex<'_>>, StoreError> {
+    ) -> Result<Option<BoxedIndex<'_, StoreError>>, StoreError> {
         let Some(trees) = &self.index else {
             return Ok(None);
         };
@@ -527,6 +535,10 @@ impl SledStore {
                 (id, head.version)
             }
         };
+        if latest <= READ_WHOLE {
+            let whole = self.history_read_whole(&id, agreement, latest)?;
+            return Ok(Some(Box::new(Infallibly::new(whole))));
+        }
         let at_head = trees
             .segments
             .get(record_key(&id, latest))
@@ -548,7 +560,48 @@ impl SledStore {
         // Most queries start at the head: keep what was read.
         let seg = Segment::decode(latest, raw).map_err(|e| index.bad(Some(latest), e))?;
         index.segments.borrow_mut().insert(latest, Rc::new(seg));
-        Ok(Some(index))
+        Ok(Some(Box::new(index)))
+    }
+
+    /// Versions 1..=`latest` of agreement `id`, read whole (one range read of `amendments`)
+    /// and indexed in memory. Keys past `latest` belong to an append under way: its head is
+    /// not in yet, so it is not read.
+    fn history_read_whole(
+        &self,
+        id: &Uuid,
+        agreement: &Slug,
+        latest: Version,
+    ) -> Result<MemoryIndex, StoreError> {
+        let name = agreement.as_str();
+        let mut index = MemoryIndex::default();
+        let mut next = 1;
+        'values: for kv in self.amendments.scan_prefix(id.as_bytes()) {
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            let Some((_, last)) = split_record_key(&k) else {
+                return Err(self.corrupt(format!(
+                    "agreement {agreement} has a record key of {} bytes, not 24",
+                    k.len()
+                )));
+            };
+            let records =
+                pack::unpack(last, &v).map_err(|r| self.decode_err(name, Some(last), r))?;
+            for (version, record) in records {
+                if version > latest {
+                    break 'values;
+                }
+                let a =
+                    decode_record(record).map_err(|r| self.decode_err(name, Some(version), r))?;
+                if version != next || a.version != version {
+                    break 'values;
+                }
+                index.push(&a, None);
+                next += 1;
+            }
+        }
+        if next <= latest {
+            return Err(self.decode_err(name, Some(next), "the record is missing".into()));
+        }
+        Ok(index)
     }
 }
 

@@ -569,3 +569,47 @@ fn a_bad_term_list_or_title_fails_the_query_that_reads_it_and_verify() {
         "{found:?}"
     );
 }
+
+#[test]
+fn a_short_history_is_answered_from_its_records_without_its_segments() {
+    // Up to READ_WHOLE versions the index is the records read whole: with every segment
+    // taken out of sled it still answers as the records do. One version more, and it reads
+    // the segments (here gone: no index, the caller reads the history).
+    for (n, sizes) in [
+        (READ_WHOLE, &[16][..]),
+        (7, &[1, 2][..]),
+        (READ_WHOLE + 1, &[5][..]),
+    ] {
+        let store = SledStore::temporary().unwrap();
+        let all = history(&store, n, sizes, n);
+        let segments = store.raw_tree(TREE_IDX_SEGMENTS).unwrap();
+        for (k, _) in raw(&store, TREE_IDX_SEGMENTS) {
+            segments.remove(k).unwrap();
+        }
+        let index = store.index(&slug()).unwrap();
+        match index {
+            Some(index) => {
+                assert!(n <= READ_WHOLE, "v{n} read its segments");
+                check_answers(&*index, &all);
+            }
+            None => assert!(n > READ_WHOLE, "v{n} needs no segments"),
+        }
+    }
+}
+
+#[test]
+fn a_short_history_with_a_record_missing_says_so() {
+    let store = SledStore::temporary().unwrap();
+    history(&store, 5, &[1], 3);
+    let (k, _) = raw(&store, crate::TREE_AMENDMENTS).remove(2);
+    store
+        .raw_tree(crate::TREE_AMENDMENTS)
+        .unwrap()
+        .remove(k)
+        .unwrap();
+    let err = store
+        .index(&slug())
+        .err()
+        .expect("a missing record is an error");
+    assert!(err.to_string().contains("the record is missing"), "{err}");
+}
