@@ -20,7 +20,7 @@ mod value;
 
 pub use amendment::{Amendment, Change, Draft, DraftError, DraftFields, Hash, Opening, Version};
 pub use ident::{IdentError, Slug, TermKey};
-pub use memory_index::{Infallibly, MemoryIndex};
+pub use memory_index::{IndexedFacts, Infallibly, MemoryIndex};
 pub use stamp::{Stamper, StepStamper};
 pub use store::{
     check_histories, AgreementHead, AppendRequest, BoxedIndex, ChainReport, HistoryIndex,

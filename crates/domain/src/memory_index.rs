@@ -43,6 +43,22 @@ impl MemoryIndex {
     /// Adds the next version. `before` is the horizon of the version before it when that one
     /// is not in this index (the last stored one, for the index of an append's drafts).
     pub fn push(&mut self, a: &Amendment, before: Option<NaiveDate>) {
+        self.push_facts(
+            IndexedFacts {
+                version: a.version,
+                effective: a.effective,
+                recorded_at: a.recorded_at,
+                title: a.title.clone(),
+                changes: a.changes.clone(),
+                revokes: a.revokes.clone(),
+            },
+            before,
+        );
+    }
+
+    /// [`MemoryIndex::push`] from what the index keeps of the version, without the rest of
+    /// its amendment (a backend reading records in place need not build them whole).
+    pub fn push_facts(&mut self, a: IndexedFacts, before: Option<NaiveDate>) {
         let previous = self
             .versions
             .values()
@@ -51,8 +67,8 @@ impl MemoryIndex {
             .or(before);
         let h = previous.map_or(a.effective, |h| h.max(a.effective));
         let mut changes = BTreeMap::new();
-        for change in &a.changes {
-            changes.insert(change.term().clone(), change.clone());
+        for change in a.changes {
+            changes.insert(change.term().clone(), change);
         }
         for &target in &a.revokes {
             if target != 0 && target < a.version && !self.revocations.contains(&(target, a.version))
@@ -68,11 +84,22 @@ impl MemoryIndex {
                     horizon: h,
                 },
                 recorded_at: a.recorded_at,
-                title: a.title.clone(),
+                title: a.title,
                 changes,
             },
         );
     }
+}
+
+/// What a [`MemoryIndex`] keeps of one amendment: the fields of [`Amendment`] it reads.
+#[derive(Debug, Clone)]
+pub struct IndexedFacts {
+    pub version: Version,
+    pub effective: NaiveDate,
+    pub recorded_at: DateTime<Utc>,
+    pub title: String,
+    pub changes: Vec<Change>,
+    pub revokes: Vec<Version>,
 }
 
 impl HistoryIndex for MemoryIndex {

@@ -27,8 +27,8 @@ use std::rc::Rc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
-    Amendment, BoxedIndex, Change, HistoryIndex, Infallibly, MemoryIndex, Placement, Slug, TermKey,
-    VerifyFinding, Version,
+    Amendment, BoxedIndex, Change, HistoryIndex, IndexedFacts, Infallibly, MemoryIndex, Placement,
+    Slug, TermKey, VerifyFinding, Version,
 };
 use sled::Tree;
 use uuid::Uuid;
@@ -477,6 +477,21 @@ pub(crate) fn describe(tree: &str, k: &[u8], v: &[u8]) -> Option<(String, String
     }
 }
 
+/// What a [`MemoryIndex`] keeps of a stored record, read in place: its other strings are not
+/// copied.
+fn indexed_facts(record: &[u8]) -> Result<IndexedFacts, String> {
+    let r: RecordView = open_envelope(record)?;
+    let b = &r.body;
+    Ok(IndexedFacts {
+        version: b.version,
+        effective: date(b.effective)?,
+        recorded_at: time(b.recorded_at)?,
+        title: b.title.to_owned(),
+        changes: b.changes.iter().map(change_of).collect::<Result<_, _>>()?,
+        revokes: b.revokes.clone(),
+    })
+}
+
 /// Histories of at most this many versions are read whole for a query or an append's
 /// decision, and indexed in memory, instead of through `idx_segments`: their records are one
 /// or two leaves of `amendments` (packs of up to 16 records), which the index would read
@@ -589,12 +604,12 @@ impl SledStore {
                 if version > latest {
                     break 'values;
                 }
-                let a =
-                    decode_record(record).map_err(|r| self.decode_err(name, Some(version), r))?;
-                if version != next || a.version != version {
+                let facts =
+                    indexed_facts(record).map_err(|r| self.decode_err(name, Some(version), r))?;
+                if version != next || facts.version != version {
                     break 'values;
                 }
-                index.push(&a, None);
+                index.push_facts(facts, None);
                 next += 1;
             }
         }
