@@ -4,7 +4,8 @@
 //! - validated identifiers ([`Slug`], [`TermKey`]): a value of these types that exists is valid;
 //! - typed term values ([`Value`]);
 //! - the input of an append ([`Draft`]) and the recorded event ([`Amendment`]);
-//! - the interface every storage backend implements ([`LedgerStore`]) and the source of ids and
+//! - the interface every storage backend implements ([`LedgerStore`]), the query index it may
+//!   offer ([`HistoryIndex`]; [`MemoryIndex`] holds one in memory) and the source of ids and
 //!   timestamps it is given ([`Stamper`]).
 //!
 //! It is not the place for parsing files (pactum-format), replay (pactum-projection) or storage
