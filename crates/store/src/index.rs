@@ -590,29 +590,16 @@ impl SledStore {
         let name = agreement.as_str();
         let mut index = MemoryIndex::default();
         let mut next = 1;
-        'values: for kv in self.amendments.scan_prefix(id.as_bytes()) {
-            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            let Some((_, last)) = split_record_key(&k) else {
-                return Err(self.corrupt(format!(
-                    "agreement {agreement} has a record key of {} bytes, not 24",
-                    k.len()
-                )));
-            };
-            let records =
-                pack::unpack(last, &v).map_err(|r| self.decode_err(name, Some(last), r))?;
-            for (version, record) in records {
-                if version > latest {
-                    break 'values;
-                }
-                let facts =
-                    indexed_facts(record).map_err(|r| self.decode_err(name, Some(version), r))?;
-                if version != next || facts.version != version {
-                    break 'values;
-                }
+        self.for_each_record(id, name, latest, |version, record| {
+            let facts =
+                indexed_facts(record).map_err(|r| self.decode_err(name, Some(version), r))?;
+            // A gap or a record under another version: `next` stays, and is the one missing.
+            if version == next && facts.version == version {
                 index.push_facts(facts, None);
                 next += 1;
             }
-        }
+            Ok(())
+        })?;
         if next <= latest {
             return Err(self.decode_err(name, Some(next), "the record is missing".into()));
         }

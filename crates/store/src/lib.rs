@@ -1421,7 +1421,25 @@ impl SledStore {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for kv in self.amendments.scan_prefix(uuid.as_bytes()) {
+        self.for_each_record(&uuid, agreement.as_str(), u64::MAX, |version, record| {
+            let decoded = decode_record(record);
+            out.push(decoded.map_err(|r| self.decode_err(agreement.as_str(), Some(version), r))?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Each stored record of agreement `id` up to version `until`, in version order (packs
+    /// split), as (version, bytes). A key or a pack that does not read is an error naming
+    /// `agreement`.
+    pub(crate) fn for_each_record(
+        &self,
+        id: &Uuid,
+        agreement: &str,
+        until: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for kv in self.amendments.scan_prefix(id.as_bytes()) {
             let (k, v) = kv.map_err(|e| self.sled_err(e))?;
             let Some((_, last)) = split_record_key(&k) else {
                 return Err(self.corrupt(format!(
@@ -1429,16 +1447,16 @@ impl SledStore {
                     k.len()
                 )));
             };
-            let records = pack::unpack(last, &v)
-                .map_err(|r| self.decode_err(agreement.as_str(), Some(last), r))?;
+            let records =
+                pack::unpack(last, &v).map_err(|r| self.decode_err(agreement, Some(last), r))?;
             for (version, record) in records {
-                let decoded = decode_record(record);
-                out.push(
-                    decoded.map_err(|r| self.decode_err(agreement.as_str(), Some(version), r))?,
-                );
+                if version > until {
+                    return Ok(());
+                }
+                visit(version, record)?;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn append_unguarded(
