@@ -697,7 +697,7 @@ impl SledStore {
 
     /// Closes the store. It does what dropping it does (the log emptied into sled's files, a
     /// clean close marked), but reports a failure instead of leaving it to the next open. And
-    /// when this handle put more than [`SNAPSHOT_AFTER_BYTES`] into sled, it opens sled once
+    /// when this handle put more than `SNAPSHOT_AFTER_BYTES` into sled, it opens sled once
     /// more, which makes sled read its log and write a snapshot now, in the command that wrote
     /// it, instead of in the next command that opens the store. If another process has the
     /// store by then, its open did the same.
@@ -924,7 +924,7 @@ fn next_prefix(id: Uuid) -> Option<[u8; 16]> {
         .map(u128::to_be_bytes)
 }
 
-/// A store closed cleanly leaves an empty write-ahead log and no [`DIRTY_KEY`], so that sled's
+/// A store closed cleanly leaves an empty write-ahead log and no `DIRTY_KEY`, so that sled's
 /// files alone hold it (docs/STORAGE.md). A failure here leaves both for the next open.
 impl Drop for SledStore {
     fn drop(&mut self) {
