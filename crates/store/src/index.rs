@@ -13,6 +13,9 @@
 //! eight per amendment) made stores four times larger and imports several times slower. A
 //! segment is one key per append call, and the horizon keeps the reads near the cut.
 //!
+//! A short history ([`READ_WHOLE`] versions at most) is not read through its segments: one
+//! range read of its records costs less than its segment and then the records its terms need.
+//!
 //! It is derived from the records alone, written in the same append as them, and
 //! recomputed by `verify`, which reports any missing, extra or different entry: an edited
 //! index would change answers without touching a record. It is not a second source of truth:
