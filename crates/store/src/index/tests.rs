@@ -613,3 +613,41 @@ fn a_short_history_with_a_record_missing_says_so() {
         .expect("a missing record is an error");
     assert!(err.to_string().contains("the record is missing"), "{err}");
 }
+
+#[test]
+fn a_long_history_opens_through_its_segments_from_the_heads_the_store_knows() {
+    // Past READ_WHOLE the index reads segments; the head it opens at may come from what the
+    // open store knows (item 23) instead of `slugs` and `agreements`. With both taken out of
+    // sled it must still open at the head and answer as the records do, before and after an
+    // append that moves the known head on.
+    let store = SledStore::temporary().unwrap();
+    let n = READ_WHOLE + 4;
+    let all = history(&store, n, &[3, 1, 5], n);
+    assert_eq!(store.index(&slug()).unwrap().unwrap().latest(), n);
+    let uuid = store.uuid_of(&slug()).unwrap().unwrap();
+    let take_out = |store: &SledStore| {
+        let head = store.agreements.remove(uuid.as_bytes()).unwrap().unwrap();
+        store.slugs.remove(slug().as_str()).unwrap().unwrap();
+        head
+    };
+    let put_back = |store: &SledStore, head: IVec| {
+        store.agreements.insert(uuid.as_bytes(), head).unwrap();
+        store
+            .slugs
+            .insert(slug().as_str(), uuid.as_bytes().as_slice())
+            .unwrap();
+    };
+    let head = take_out(&store);
+    check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
+    put_back(&store, head);
+    let all = history_after(&store, &all, 1);
+    let head = take_out(&store);
+    check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
+    put_back(&store, head);
+    // The same store with its segments gone has no index: the answers above came from them.
+    let segments = store.raw_tree(TREE_IDX_SEGMENTS).unwrap();
+    for (k, _) in raw(&store, TREE_IDX_SEGMENTS) {
+        segments.remove(k).unwrap();
+    }
+    assert!(store.index(&slug()).unwrap().is_none());
+}
