@@ -1203,34 +1203,35 @@ fn the_index_needs_no_slug_or_head_read_once_it_knows_them_and_follows_appends()
     let store = SledStore::temporary().unwrap();
     packed_ledger(&store);
     let agreement = slug("acme-initech");
-    let uuid = store.uuid_of(&agreement).unwrap().unwrap();
     assert_eq!(store.index(&agreement).unwrap().unwrap().latest(), 3);
     // Known now: with its slug and head taken out of sled, the index still opens at the head.
-    let take_out = |store: &SledStore| {
-        let head = store.agreements.remove(uuid.as_bytes()).unwrap().unwrap();
-        store.slugs.remove("acme-initech").unwrap().unwrap();
-        head
-    };
-    let put_back = |store: &SledStore, head: sled::IVec| {
-        store.agreements.insert(uuid.as_bytes(), head).unwrap();
-        store
-            .slugs
-            .insert("acme-initech", uuid.as_bytes().as_slice())
-            .unwrap();
-    };
-    let head = take_out(&store);
-    assert_eq!(store.index(&agreement).unwrap().unwrap().latest(), 3);
-    put_back(&store, head);
+    without_slug_and_head(&store, &agreement, || {
+        assert_eq!(store.index(&agreement).unwrap().unwrap().latest(), 3);
+    });
     // An append moves what is known on: the next index opens at its version, from memory.
     let more = amend("acme-initech", "v4", vec![set("n", Value::Int(4))]);
     store
         .append(&[req("acme-initech", 3, vec![more])], &stamper())
         .unwrap();
-    let head = take_out(&store);
-    let index = store.index(&agreement).unwrap().unwrap();
-    assert_eq!(index.latest(), 4);
-    assert_eq!(index.title(4).unwrap(), "v4");
-    put_back(&store, head);
+    without_slug_and_head(&store, &agreement, || {
+        let index = store.index(&agreement).unwrap().unwrap();
+        assert_eq!(index.latest(), 4);
+        assert_eq!(index.title(4).unwrap(), "v4");
+    });
+}
+
+/// Runs `check` with the agreement's `slugs` and `agreements` entries taken out of sled, then
+/// puts them back: what `check` reads of them must come from what the open store knows.
+pub(crate) fn without_slug_and_head(store: &SledStore, agreement: &Slug, check: impl FnOnce()) {
+    let uuid = store.uuid_of(agreement).unwrap().unwrap();
+    let head = store.agreements.remove(uuid.as_bytes()).unwrap().unwrap();
+    store.slugs.remove(agreement.as_str()).unwrap().unwrap();
+    check();
+    store.agreements.insert(uuid.as_bytes(), head).unwrap();
+    store
+        .slugs
+        .insert(agreement.as_str(), uuid.as_bytes().as_slice())
+        .unwrap();
 }
 
 /// The `amendments` tree as (key version, envelope byte) pairs.

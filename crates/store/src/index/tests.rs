@@ -11,6 +11,7 @@ use pactum_domain::{AppendRequest, Draft, DraftFields, LedgerStore, Opening, Ste
 use sled::IVec;
 
 use super::*;
+use crate::tests::without_slug_and_head;
 use crate::{reopen, OpenMode};
 
 fn stamper() -> StepStamper {
@@ -624,26 +625,13 @@ fn a_long_history_opens_through_its_segments_from_the_heads_the_store_knows() {
     let n = READ_WHOLE + 4;
     let all = history(&store, n, &[3, 1, 5], n);
     assert_eq!(store.index(&slug()).unwrap().unwrap().latest(), n);
-    let uuid = store.uuid_of(&slug()).unwrap().unwrap();
-    let take_out = |store: &SledStore| {
-        let head = store.agreements.remove(uuid.as_bytes()).unwrap().unwrap();
-        store.slugs.remove(slug().as_str()).unwrap().unwrap();
-        head
-    };
-    let put_back = |store: &SledStore, head: IVec| {
-        store.agreements.insert(uuid.as_bytes(), head).unwrap();
-        store
-            .slugs
-            .insert(slug().as_str(), uuid.as_bytes().as_slice())
-            .unwrap();
-    };
-    let head = take_out(&store);
-    check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
-    put_back(&store, head);
+    without_slug_and_head(&store, &slug(), || {
+        check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
+    });
     let all = history_after(&store, &all, 1);
-    let head = take_out(&store);
-    check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
-    put_back(&store, head);
+    without_slug_and_head(&store, &slug(), || {
+        check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
+    });
     // The same store with its segments gone has no index: the answers above came from them.
     let segments = store.raw_tree(TREE_IDX_SEGMENTS).unwrap();
     for (k, _) in raw(&store, TREE_IDX_SEGMENTS) {
