@@ -141,6 +141,13 @@ impl HistoryIndex for MemoryIndex {
             .unwrap_or_default())
     }
 
+    fn names(&self, v: Version, term: &TermKey) -> Result<bool, Infallible> {
+        Ok(self
+            .versions
+            .get(&v)
+            .is_some_and(|k| k.changes.contains_key(term)))
+    }
+
     fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, Infallible> {
         let mut last = BTreeMap::new();
         for (&v, kept) in self.versions.range(..=k) {
@@ -222,6 +229,10 @@ impl<I: HistoryIndex<Error = Infallible>, E> HistoryIndex for Infallibly<I, E> {
 
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, E> {
         Ok(never(self.index.terms_of(v)))
+    }
+
+    fn names(&self, v: Version, term: &TermKey) -> Result<bool, E> {
+        Ok(never(self.index.names(v, term)))
     }
 
     fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, E> {

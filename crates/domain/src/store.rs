@@ -200,6 +200,12 @@ pub trait HistoryIndex {
     /// The terms version `v` sets or removes, in key order, each once.
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, Self::Error>;
 
+    /// Whether version `v` sets or removes `term`: [`HistoryIndex::terms_of`] without the
+    /// copy, for a walk that asks it of many versions.
+    fn names(&self, v: Version, term: &TermKey) -> Result<bool, Self::Error> {
+        Ok(self.terms_of(v)?.binary_search(term).is_ok())
+    }
+
     /// Every term named by versions 1..=k, with the last of them that named it, in key order
     /// (`k` may be 0).
     fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, Self::Error>;

@@ -106,26 +106,30 @@ fn terms_of_via_index<I: HistoryIndex + ?Sized>(
         if horizon <= on {
             break;
         }
-        if act.is_active(v) {
-            if effective > on {
-                if only.is_none() {
-                    pending.push(Pending {
-                        version: v,
-                        effective,
-                        title: index.title(v)?,
-                    });
+        settled -= 1;
+        match only {
+            // One term (an append's decision): no pending list, so only the versions that
+            // name it and are effective by `on` matter; the cheap tests come first, as this
+            // walk can go back a long way for a retroactive date.
+            Some(term) => {
+                if effective <= on && index.names(v, term)? && act.is_active(v) {
+                    let b = best.entry(term.clone()).or_insert((effective, v));
+                    *b = (*b).max((effective, v));
                 }
-            } else {
+            }
+            None if !act.is_active(v) => {}
+            None if effective > on => pending.push(Pending {
+                version: v,
+                effective,
+                title: index.title(v)?,
+            }),
+            None => {
                 for term in index.terms_of(v)? {
-                    if only.is_some_and(|t| *t != term) {
-                        continue;
-                    }
                     let b = best.entry(term).or_insert((effective, v));
                     *b = (*b).max((effective, v));
                 }
             }
         }
-        settled -= 1;
     }
     pending.sort_by_key(|p| (p.effective, p.version));
 
@@ -202,28 +206,36 @@ fn terms_of_via_index<I: HistoryIndex + ?Sized>(
 /// one query.
 struct Activity {
     k: Version,
-    /// Revoked version → its revokers known at K, ascending (all later than it).
-    revokers: HashMap<Version, Vec<Version>>,
+    /// The revocations known at K as two columns sorted by (revoked, revoker): a version's
+    /// revokers are a run of `revokers`, found by binary search. Sorting what a store hands
+    /// over (in key order) is linear, where a map hashed every pair on every query: an
+    /// append call asks once per draft that removes or revokes.
+    revoked: Vec<Version>,
+    revokers: Vec<Version>,
     memo: HashMap<Version, bool>,
 }
 
 impl Activity {
-    fn new(revocations: Vec<(Version, Version)>, k: Version) -> Activity {
-        let mut revokers: HashMap<Version, Vec<Version>> = HashMap::new();
-        for (revoked, revoker) in revocations {
-            if revoker > revoked && revoker <= k {
-                revokers.entry(revoked).or_default().push(revoker);
-            }
-        }
-        for list in revokers.values_mut() {
-            list.sort_unstable();
-            list.dedup();
-        }
+    fn new(mut revocations: Vec<(Version, Version)>, k: Version) -> Activity {
+        revocations.retain(|&(revoked, revoker)| revoker > revoked && revoker <= k);
+        // Stable: it merges sorted runs (a stored index's pairs, then an append call's) in
+        // linear time.
+        revocations.sort();
+        revocations.dedup();
+        let (revoked, revokers) = revocations.into_iter().unzip();
         Activity {
             k,
+            revoked,
             revokers,
             memo: HashMap::new(),
         }
+    }
+
+    /// The revokers of `v` known at K, ascending (all later than `v`).
+    fn known<'r>(revoked: &[Version], revokers: &'r [Version], v: Version) -> &'r [Version] {
+        let from = revoked.partition_point(|&r| r < v);
+        let to = from + revoked[from..].partition_point(|&r| r == v);
+        &revokers[from..to]
     }
 
     /// The earliest revoker of `v` active at K; `None` if `v` is active or not known at K.
@@ -231,15 +243,14 @@ impl Activity {
         if v == 0 || v > self.k {
             return None;
         }
-        let revokers = self.revokers.get(&v).cloned().unwrap_or_default();
+        let revokers = Activity::known(&self.revoked, &self.revokers, v).to_vec();
         revokers.into_iter().find(|&w| self.is_active(w))
     }
 
     /// Active at K: known at K, and no revoker that is itself active at K.
     fn is_active(&mut self, v: Version) -> bool {
-        let revokers = &self.revokers;
-        // Revoked version → its revokers known at K, ascending.
-        let known = |w: Version| revokers.get(&w).map(Vec::as_slice).unwrap_or_default();
+        let (revoked, revokers) = (&self.revoked, &self.revokers);
+        let known = |w: Version| Activity::known(revoked, revokers, w);
         crate::active::is_active(v, self.k, known, &mut self.memo)
     }
 }
@@ -295,6 +306,13 @@ impl<I: HistoryIndex + ?Sized> HistoryIndex for Extended<'_, I> {
         match self.in_tail(v) {
             true => Ok(self.tail.terms_of(v).unwrap_or_default()),
             false => self.base.terms_of(v),
+        }
+    }
+
+    fn names(&self, v: Version, term: &TermKey) -> Result<bool, I::Error> {
+        match self.in_tail(v) {
+            true => Ok(self.tail.names(v, term).unwrap_or(false)),
+            false => self.base.names(v, term),
         }
     }
 

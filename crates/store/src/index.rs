@@ -291,6 +291,10 @@ impl Segment {
         self.versions.get(i)
     }
 
+    fn holds(&self, v: Version) -> bool {
+        self.kept(v).is_some()
+    }
+
     fn title(&self, kept: &Kept) -> Result<&str, String> {
         let bytes = self
             .raw
@@ -511,6 +515,8 @@ pub(crate) struct SledIndex<'s> {
     latest: Version,
     /// Decoded segments by their last version.
     segments: RefCell<BTreeMap<Version, Rc<Segment>>>,
+    /// The segment read last: a walk asks for version after version of the same one.
+    last_segment: RefCell<Option<Rc<Segment>>>,
     records: RefCell<HashMap<Version, Rc<StoredAmendment>>>,
     /// `amendments` values read, by their key's (last) version, with their first version: a
     /// pack holds records a query may ask for next.
@@ -571,6 +577,7 @@ impl SledStore {
             slug: agreement.clone(),
             latest,
             segments: RefCell::new(BTreeMap::new()),
+            last_segment: RefCell::new(None),
             records: RefCell::new(HashMap::new()),
             packs: RefCell::new(BTreeMap::new()),
             revocations: RefCell::new(None),
@@ -624,8 +631,14 @@ impl SledIndex<'_> {
         if v == 0 || v > self.latest {
             return Err(self.bad(Some(v), format!("no version {v} (latest {})", self.latest)));
         }
+        if let Some(s) = self.last_segment.borrow().as_ref() {
+            if s.holds(v) {
+                return Ok(Rc::clone(s));
+            }
+        }
         if let Some((_, s)) = self.segments.borrow().range(v..).next() {
             if s.start <= v {
+                *self.last_segment.borrow_mut() = Some(Rc::clone(s));
                 return Ok(Rc::clone(s));
             }
         }
@@ -642,6 +655,7 @@ impl SledIndex<'_> {
         }
         let seg = Rc::new(seg);
         self.segments.borrow_mut().insert(end, Rc::clone(&seg));
+        *self.last_segment.borrow_mut() = Some(Rc::clone(&seg));
         Ok(seg)
     }
 
@@ -774,6 +788,10 @@ impl HistoryIndex for SledIndex<'_> {
 
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, StoreError> {
         self.kept(v, |s, k| s.terms(k).map(<[TermKey]>::to_vec))
+    }
+
+    fn names(&self, v: Version, term: &TermKey) -> Result<bool, StoreError> {
+        self.kept(v, |s, k| Ok(s.terms(k)?.binary_search(term).is_ok()))
     }
 
     fn terms_at(&self, k: Version) -> Result<Vec<(TermKey, Version)>, StoreError> {
