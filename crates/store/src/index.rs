@@ -819,7 +819,7 @@ impl HistoryIndex for SledIndex<'_> {
         let v = v.min(self.latest);
         let base = v / CHECKPOINT * CHECKPOINT;
         for u in (base + 1..=v).rev() {
-            if self.kept(u, |s, k| Ok(s.terms(k)?.binary_search(term).is_ok()))? {
+            if self.names(u, term)? {
                 return Ok(u);
             }
         }
