@@ -23,10 +23,11 @@
 //! agreement whose index does not reach its head (an older pactum appended to it; the index
 //! then stays behind for good). The bytes are specified in docs/STORAGE.md, "The query index".
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
@@ -209,8 +210,9 @@ struct Kept {
     /// Where in `raw` the title is, and the term list (its length, then each key).
     title: Range<usize>,
     terms: Range<usize>,
-    /// The term list, decoded and checked the first time it is asked for.
-    decoded: OnceCell<Vec<TermKey>>,
+    /// The term list, decoded and checked the first time it is asked for (by any thread:
+    /// the store keeps decoded segments, `cache.rs`).
+    decoded: OnceLock<Vec<TermKey>>,
 }
 
 impl Segment {
@@ -255,7 +257,7 @@ impl Segment {
                     recorded_at: v.recorded_at,
                     terms: title.end..terms_end,
                     title,
-                    decoded: OnceCell::new(),
+                    decoded: OnceLock::new(),
                 })
             })
             .collect::<Result<_, String>>()?;
@@ -513,10 +515,10 @@ pub(crate) struct SledIndex<'s> {
     id: Uuid,
     slug: Slug,
     latest: Version,
-    /// Decoded segments by their last version.
-    segments: RefCell<BTreeMap<Version, Rc<Segment>>>,
+    /// Decoded segments by their last version (from the store's [`SegmentCache`], or read).
+    segments: RefCell<BTreeMap<Version, Arc<Segment>>>,
     /// The segment read last: a walk asks for version after version of the same one.
-    last_segment: RefCell<Option<Rc<Segment>>>,
+    last_segment: RefCell<Option<Arc<Segment>>>,
     records: RefCell<HashMap<Version, Rc<StoredAmendment>>>,
     /// `amendments` values read, by their key's (last) version, with their first version: a
     /// pack holds records a query may ask for next.
@@ -563,12 +565,20 @@ impl SledStore {
             let whole = self.history_read_whole(&id, agreement, latest)?;
             return Ok(Some(Box::new(Infallibly::new(whole))));
         }
-        let at_head = trees
-            .segments
-            .get(record_key(&id, latest))
-            .map_err(|e| self.sled_err(e))?;
-        let Some(raw) = at_head else {
-            return Ok(None);
+        let kept = self
+            .segment_cache
+            .holding(&id, latest)
+            .filter(|(end, _)| *end == latest);
+        let at_head = match kept {
+            Some((_, seg)) => Ok(seg),
+            None => match trees
+                .segments
+                .get(record_key(&id, latest))
+                .map_err(|e| self.sled_err(e))?
+            {
+                Some(raw) => Err(raw),
+                None => return Ok(None),
+            },
         };
         let index = SledIndex {
             store: self,
@@ -583,8 +593,16 @@ impl SledStore {
             revocations: RefCell::new(None),
         };
         // Most queries start at the head: keep what was read.
-        let seg = Segment::decode(latest, raw).map_err(|e| index.bad(Some(latest), e))?;
-        index.segments.borrow_mut().insert(latest, Rc::new(seg));
+        let seg = match at_head {
+            Ok(kept) => kept,
+            Err(raw) => {
+                let seg = Segment::decode(latest, raw).map_err(|e| index.bad(Some(latest), e))?;
+                let seg = Arc::new(seg);
+                self.segment_cache.keep(id, latest, &seg);
+                seg
+            }
+        };
+        index.segments.borrow_mut().insert(latest, seg);
         Ok(Some(Box::new(index)))
     }
 
@@ -627,20 +645,27 @@ impl SledIndex<'_> {
     }
 
     /// The segment holding version `v` (1..=latest).
-    fn segment_of(&self, v: Version) -> Result<Rc<Segment>, StoreError> {
+    fn segment_of(&self, v: Version) -> Result<Arc<Segment>, StoreError> {
         if v == 0 || v > self.latest {
             return Err(self.bad(Some(v), format!("no version {v} (latest {})", self.latest)));
         }
         if let Some(s) = self.last_segment.borrow().as_ref() {
             if s.holds(v) {
-                return Ok(Rc::clone(s));
+                return Ok(Arc::clone(s));
             }
         }
         if let Some((_, s)) = self.segments.borrow().range(v..).next() {
             if s.start <= v {
-                *self.last_segment.borrow_mut() = Some(Rc::clone(s));
-                return Ok(Rc::clone(s));
+                *self.last_segment.borrow_mut() = Some(Arc::clone(s));
+                return Ok(Arc::clone(s));
             }
+        }
+        // A segment holding `v` ends at `latest` or before: its append call had ended when
+        // the head this index opened at was written, so what the store kept is as good.
+        if let Some((end, s)) = self.store.segment_cache.holding(&self.id, v) {
+            self.segments.borrow_mut().insert(end, Arc::clone(&s));
+            *self.last_segment.borrow_mut() = Some(Arc::clone(&s));
+            return Ok(s);
         }
         let found = self.store.guarded(|| {
             self.store
@@ -653,9 +678,10 @@ impl SledIndex<'_> {
         if seg.start > v {
             return Err(self.bad(Some(v), "no segment holds the version".into()));
         }
-        let seg = Rc::new(seg);
-        self.segments.borrow_mut().insert(end, Rc::clone(&seg));
-        *self.last_segment.borrow_mut() = Some(Rc::clone(&seg));
+        let seg = Arc::new(seg);
+        self.store.segment_cache.keep(self.id, end, &seg);
+        self.segments.borrow_mut().insert(end, Arc::clone(&seg));
+        *self.last_segment.borrow_mut() = Some(Arc::clone(&seg));
         Ok(seg)
     }
 
@@ -664,6 +690,13 @@ impl SledIndex<'_> {
         v: Version,
         f: impl FnOnce(&Segment, &Kept) -> Result<T, String>,
     ) -> Result<T, StoreError> {
+        // The segment read last, without counting one more reference to it: a walk comes
+        // here for every version.
+        let last = self.last_segment.borrow();
+        if let Some((seg, kept)) = last.as_ref().and_then(|s| Some((s, s.kept(v)?))) {
+            return f(seg, kept).map_err(|e| self.bad(Some(v), e));
+        }
+        drop(last);
         let seg = self.segment_of(v)?;
         let kept = seg
             .kept(v)
@@ -672,7 +705,7 @@ impl SledIndex<'_> {
     }
 
     /// The term state at `base`, a multiple of [`CHECKPOINT`].
-    fn state(&self, base: Version) -> Result<Rc<Segment>, StoreError> {
+    fn state(&self, base: Version) -> Result<Arc<Segment>, StoreError> {
         let seg = self.segment_of(base)?;
         match seg.state {
             Some(_) => Ok(seg),
@@ -1026,6 +1059,9 @@ impl SledStore {
         Ok(found.finish())
     }
 }
+
+mod cache;
+pub(crate) use cache::SegmentCache;
 
 #[cfg(test)]
 mod tests;

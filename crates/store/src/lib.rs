@@ -120,6 +120,8 @@ pub struct SledStore {
     syncer: OnceLock<Option<commit::Syncer>>,
     /// Agreements' ids and latest versions, so that the query index need not read them.
     heads: heads::KnownHeads,
+    /// Decoded query index segments, for every index opened after (`index/cache.rs`).
+    segment_cache: index::SegmentCache,
 }
 
 /// What appends share, under [`SledStore::writer`].
@@ -373,6 +375,7 @@ impl SledStore {
             wal_sync,
             syncer: OnceLock::new(),
             heads: heads::KnownHeads::default(),
+            segment_cache: index::SegmentCache::default(),
         };
         let dirty = durable
             && store

@@ -632,10 +632,54 @@ fn a_long_history_opens_through_its_segments_from_the_heads_the_store_knows() {
     without_slug_and_head(&store, &slug(), || {
         check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
     });
-    // The same store with its segments gone has no index: the answers above came from them.
+}
+
+/// Takes every segment out of sled.
+fn remove_segments(store: &SledStore) {
     let segments = store.raw_tree(TREE_IDX_SEGMENTS).unwrap();
-    for (k, _) in raw(&store, TREE_IDX_SEGMENTS) {
+    for (k, _) in raw(store, TREE_IDX_SEGMENTS) {
         segments.remove(k).unwrap();
     }
-    assert!(store.index(&slug()).unwrap().is_none());
+}
+
+#[test]
+fn the_store_keeps_the_segments_it_decoded_for_the_next_index() {
+    // Each index (a query, an append call) used to decode for itself every segment it read.
+    // The store keeps them: with every segment taken out of sled, a new index still answers.
+    // A store that keeps none has no index then (the answers came from the kept segments).
+    for keeps in [true, false] {
+        let mut store = SledStore::temporary().unwrap();
+        if !keeps {
+            store.segment_cache = SegmentCache::with_capacity(0);
+        }
+        let n = READ_WHOLE + 30;
+        let all = history(&store, n, &[1, 4, 2], n);
+        check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
+        remove_segments(&store);
+        let index = store.index(&slug()).unwrap();
+        match index {
+            Some(index) => {
+                assert!(keeps, "a store that keeps nothing still had the segments");
+                check_answers(&*index, &all);
+            }
+            None => assert!(!keeps, "the kept segments were not used"),
+        }
+    }
+}
+
+#[test]
+fn the_kept_segments_stay_within_their_capacity() {
+    // One segment per version (single appends): far more than the capacity holds. The
+    // oldest kept go first, and the answers do not change.
+    let mut store = SledStore::temporary().unwrap();
+    let capacity = 4 << 10;
+    store.segment_cache = SegmentCache::with_capacity(capacity);
+    let n = READ_WHOLE + 60;
+    let all = history(&store, n, &[1], n);
+    for _ in 0..2 {
+        check_answers(&*store.index(&slug()).unwrap().unwrap(), &all);
+        let (kept, bytes) = store.segment_cache.size();
+        assert!(bytes <= capacity, "{bytes} bytes kept");
+        assert!(kept > 0 && kept < n as usize, "{kept} segments kept");
+    }
 }
