@@ -31,11 +31,13 @@ struct Inner {
     bytes: usize,
 }
 
-/// About what a decoded segment holds: its stored bytes, and per version its entry and a term
-/// list decoded later.
+/// About what a decoded segment holds: its stored bytes, per version its entry and a term
+/// list decoded later, and what keeping it costs whatever its size (its allocations and its
+/// place in the map: about 250 bytes for a segment of one version, measured).
 fn cost(seg: &Segment) -> usize {
     const TERM_LIST: usize = 48;
-    seg.raw.len() + seg.versions.len() * (std::mem::size_of::<Kept>() + TERM_LIST)
+    const KEPT: usize = 256;
+    KEPT + seg.raw.len() + seg.versions.len() * (std::mem::size_of::<Kept>() + TERM_LIST)
 }
 
 impl Default for SegmentCache {
