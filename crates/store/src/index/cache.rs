@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{Kept, Segment};
 
 /// What the kept segments may take, by [`cost`].
-pub(crate) const SEGMENT_CACHE_BYTES: usize = 32 << 20;
+const SEGMENT_CACHE_BYTES: usize = 32 << 20;
 
 pub(crate) struct SegmentCache {
     capacity: usize,
