@@ -1,6 +1,7 @@
 //! The use cases, each a short path: store → projection → decision → store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -150,6 +151,9 @@ impl IdCounter {
         Uuid::new_v7(ts)
     }
 }
+
+/// At most this many threads check a whole store ([`Ledger::verify`]).
+const VERIFY_THREADS: usize = 4;
 
 /// The application service over one store.
 pub struct Ledger<S> {
@@ -410,8 +414,14 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(self.timeline(agreement)?.replay())
     }
 
-    /// Re-reads and re-hashes one agreement, or every agreement.
-    pub fn verify(&self, agreement: Option<&Slug>) -> Result<Vec<VerifyReport>, AppError> {
+    /// Re-reads and re-hashes one agreement, or every agreement (in slug order). Agreements
+    /// are independent chains, so every agreement is checked by as many threads as there are
+    /// CPUs, up to `VERIFY_THREADS`; the answer, and the error returned if one fails (the
+    /// first in slug order), are those of checking them one after another.
+    pub fn verify(&self, agreement: Option<&Slug>) -> Result<Vec<VerifyReport>, AppError>
+    where
+        S: Sync,
+    {
         let slugs = match agreement {
             Some(slug) => vec![slug.clone()],
             None => self
@@ -420,10 +430,53 @@ impl<S: LedgerStore> Ledger<S> {
                 .map(|h| h.agreement)
                 .collect(),
         };
-        slugs
-            .into_iter()
-            .map(|slug| self.verify_one(slug, None))
-            .collect()
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.verify_each(slugs, threads.min(VERIFY_THREADS))
+    }
+
+    /// [`Ledger::verify`] of `slugs`, by up to `threads` threads.
+    fn verify_each(&self, slugs: Vec<Slug>, threads: usize) -> Result<Vec<VerifyReport>, AppError>
+    where
+        S: Sync,
+    {
+        let threads = threads.min(slugs.len());
+        if threads <= 1 {
+            return slugs
+                .into_iter()
+                .map(|slug| self.verify_one(slug, None))
+                .collect();
+        }
+        // Each thread takes the next agreement not yet taken, so a long history occupies one
+        // thread while the others go on. After a failure no thread takes another: every
+        // agreement before the failed one was taken already, so the first failure in slug
+        // order is still found.
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let work = || {
+            let mut done = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(slug) = slugs.get(n) else { break };
+                let report = self.verify_one(slug.clone(), None);
+                failed.fetch_or(report.is_err(), Ordering::Relaxed);
+                done.push((n, report));
+            }
+            done
+        };
+        let mut done: Vec<(usize, Result<VerifyReport, AppError>)> = std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            let mut done = work();
+            for helper in helpers {
+                done.extend(
+                    helper
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                );
+            }
+            done
+        });
+        done.sort_unstable_by_key(|(n, _)| *n);
+        done.into_iter().map(|(_, report)| report).collect()
     }
 
     /// Re-reads and re-hashes one agreement, and looks for `anchor` in its chain: a store
@@ -1052,6 +1105,101 @@ mod tests {
             stamper: &dyn Stamper,
         ) -> Result<(), ImportFailure<Self::Error>> {
             self.inner.import(amendments, stamper)
+        }
+    }
+
+    /// A store whose verify fails for some agreements, and takes a moment for each, so that
+    /// several threads share the work; the first of `fails` takes longest.
+    struct FailingVerify {
+        inner: SledStore,
+        fails: Vec<Slug>,
+    }
+
+    impl LedgerStore for FailingVerify {
+        type Error = pactum_store::StoreError;
+        fn agreements(&self) -> Result<Vec<AgreementHead>, Self::Error> {
+            self.inner.agreements()
+        }
+        fn head(&self, a: &Slug) -> Result<Option<AgreementHead>, Self::Error> {
+            self.inner.head(a)
+        }
+        fn amendments(&self, a: &Slug) -> Result<Vec<Amendment>, Self::Error> {
+            self.inner.amendments(a)
+        }
+        fn append(
+            &self,
+            requests: &[AppendRequest],
+            stamper: &dyn Stamper,
+        ) -> Result<Vec<Amendment>, StoreFailure<Self::Error>> {
+            self.inner.append(requests, stamper)
+        }
+        fn verify_chain(&self, a: &Slug) -> Result<ChainReport, Self::Error> {
+            // The first failing one fails last.
+            let first = self.fails.first() == Some(a);
+            std::thread::sleep(std::time::Duration::from_millis(if first { 60 } else { 2 }));
+            if self.fails.contains(a) {
+                return Err(pactum_store::StoreError::Io {
+                    path: a.as_str().into(),
+                    source: std::io::Error::other("unreadable"),
+                });
+            }
+            self.inner.verify_chain(a)
+        }
+        fn seal_hash(a: &Amendment) -> Result<Hash, String> {
+            SledStore::seal_hash(a)
+        }
+        fn import(
+            &self,
+            amendments: &[Amendment],
+            stamper: &dyn Stamper,
+        ) -> Result<(), ImportFailure<Self::Error>> {
+            self.inner.import(amendments, stamper)
+        }
+    }
+
+    #[test]
+    fn verifying_on_several_threads_answers_as_one_thread_does() {
+        let slugs: Vec<String> = (0..24).map(|n| format!("a{n:02}")).collect();
+        let store = FailingVerify {
+            inner: SledStore::temporary().unwrap(),
+            fails: Vec::new(),
+        };
+        let mut l = Ledger::new(store, stamper());
+        let drafts: Vec<Submission> = slugs
+            .iter()
+            .enumerate()
+            .flat_map(|(n, slug)| {
+                // Agreement n has n % 3 + 1 versions.
+                (0..n % 3 + 1).map(move |v| {
+                    let on = format!("2024-0{}-01", v + 1);
+                    draft(slug, &on, v == 0, vec![set("x", v as i64)])
+                })
+            })
+            .collect();
+        l.append(&drafts).unwrap();
+        let all = || slugs.iter().map(|s| Slug::parse(s).unwrap()).collect();
+        let one = l.verify_each(all(), 1).unwrap();
+        let several = l.verify_each(all(), 3).unwrap();
+        assert_eq!(several.len(), slugs.len());
+        let listed = |reports: &[VerifyReport]| -> Vec<(String, u64, bool)> {
+            reports
+                .iter()
+                .map(|r| (r.agreement.to_string(), r.version, r.ok()))
+                .collect()
+        };
+        assert_eq!(listed(&several), listed(&one));
+        let expected: Vec<(String, u64, bool)> = slugs
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (s.clone(), n as u64 % 3 + 1, true))
+            .collect();
+        assert_eq!(listed(&several), expected);
+
+        // The first failure in slug order, whichever thread meets another one first.
+        l.store.fails = vec![Slug::parse("a07").unwrap(), Slug::parse("a19").unwrap()];
+        for threads in [1, 3] {
+            let err = l.verify_each(all(), threads).unwrap_err();
+            assert!(err.to_string().contains("a07"), "{threads}: {err}");
         }
     }
 
