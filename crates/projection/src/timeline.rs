@@ -10,6 +10,8 @@
 //! versions that revoke it (usually none: O(1)); chains of revocations are walked once per query
 //! (memoized). `pending` walks only the amendments effective after `on`. Extending a timeline by
 //! one amendment (`push`, `push_draft`) costs that amendment's changes, not the history again.
+//! A `replay` step compares only the terms its version can change (those it names, and those
+//! named by the versions its revocations reach), not every term and the pending list.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -418,23 +420,75 @@ impl Timeline {
 
     /// For each version in order, what appending it changed on its own effective date: the diff
     /// from (v − 1, effective) to (v, effective).
+    ///
+    /// Appending v can change only the terms it names and those named by the versions whose
+    /// activity it changes: the ones it revokes, the ones those revoke, and so on. So each step
+    /// compares those terms at the two points, not every term and the pending list (which made
+    /// a replay of a long history quadratic). Where that chain of revocations reaches more than
+    /// `REPLAY_CHAIN` versions, the step compares every term.
     pub fn replay(&self) -> Vec<ReplayStep> {
+        let n = self.versions.len();
+        // What each version names and revokes (a revocation that counts: see `index`).
+        let mut names: Vec<Vec<&TermKey>> = vec![Vec::new(); n];
+        for (term, events) in &self.events {
+            for e in events {
+                if let Some(list) = slot(&mut names, e.version) {
+                    if list.last() != Some(&term) {
+                        list.push(term);
+                    }
+                }
+            }
+        }
+        let mut revokes: Vec<Vec<Version>> = vec![Vec::new(); n];
+        for (target, revokers) in (1..).zip(&self.revokers) {
+            for &w in revokers {
+                if let Some(list) = slot(&mut revokes, w) {
+                    list.push(target);
+                }
+            }
+        }
+        let every_term = || self.events.keys().collect::<Vec<_>>();
         (1..)
             .zip(&self.versions)
             .map(|(version, info)| {
                 let on = info.effective;
-                let diff = self.diff(
-                    Point {
-                        version: version - 1,
-                        on,
-                    },
-                    Point { version, on },
-                );
+                let mut chain = vec![version];
+                let mut next = 0;
+                'walk: while let Some(&v) = chain.get(next) {
+                    next += 1;
+                    for &target in slot_ref(&revokes, v) {
+                        if !chain.contains(&target) {
+                            chain.push(target);
+                            if chain.len() > REPLAY_CHAIN {
+                                break 'walk;
+                            }
+                        }
+                    }
+                }
+                let terms: Vec<&TermKey> = if chain.len() > REPLAY_CHAIN {
+                    every_term()
+                } else {
+                    let named: std::collections::BTreeSet<&TermKey> = chain
+                        .iter()
+                        .flat_map(|&v| slot_ref(&names, v).iter().copied())
+                        .collect();
+                    named.into_iter().collect()
+                };
+                let in_force = |k: Version| {
+                    let mut act = self.activity(k);
+                    terms
+                        .iter()
+                        .filter_map(|&term| {
+                            let entry = last_in_effect(self.events.get(term)?, on, &mut act)?;
+                            (!entry.lapsed_on(on)).then(|| (term.clone(), entry.clone()))
+                        })
+                        .collect::<BTreeMap<_, _>>()
+                };
                 ReplayStep {
                     version,
                     effective: on,
                     title: info.title.clone(),
-                    changes: diff.changes,
+                    changes: compare(&in_force(version - 1), &in_force(version)),
                 }
             })
             .collect()
@@ -452,6 +506,25 @@ impl Timeline {
             memo: HashMap::new(),
         }
     }
+}
+
+/// A replay step whose chain of revocations reaches more versions than this compares every
+/// term instead of following the chain (which could make a replay quadratic in history length).
+pub(crate) const REPLAY_CHAIN: usize = 16;
+
+/// The entry of a per-version list for `version` (index `version - 1`).
+fn slot<T>(lists: &mut [T], version: Version) -> Option<&mut T> {
+    lists.get_mut(usize::try_from(version.checked_sub(1)?).ok()?)
+}
+
+/// What a per-version list holds for `version`; empty for a version it does not have.
+fn slot_ref<T>(lists: &[Vec<T>], version: Version) -> &[T] {
+    version
+        .checked_sub(1)
+        .and_then(|i| usize::try_from(i).ok())
+        .and_then(|i| lists.get(i))
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 fn check_next(expected: Version, found: Version) -> Result<(), ProjectionError> {
@@ -485,12 +558,7 @@ struct Activity<'t> {
 
 /// The revokers of `v` known at K (all later than `v`, ascending).
 fn known_at(revokers: &[Vec<Version>], k: Version, v: Version) -> &[Version] {
-    let list = v
-        .checked_sub(1)
-        .and_then(|i| usize::try_from(i).ok())
-        .and_then(|i| revokers.get(i))
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let list = slot_ref(revokers, v);
     let end = list.partition_point(|&w| w <= k);
     list.get(..end).unwrap_or_default()
 }

@@ -509,3 +509,47 @@ fn a_long_chain_of_revocations_does_not_recurse() {
     assert_eq!(tl.revoked_by(n - 1, n), Some(n));
     terms(&l, at(n, "2024-06-01"));
 }
+
+/// Each version revokes the one before it, so appending one flips the activity of the whole
+/// chain behind it: a step must see every term those versions named, past the length where a
+/// replay stops following the chain and compares every term (`REPLAY_CHAIN`).
+#[test]
+fn replay_follows_long_chains_of_revocations() {
+    let chain = crate::timeline::REPLAY_CHAIN as u64 + 8;
+    let mut l = Ledger::new();
+    l.add(
+        d("2024-01-01"),
+        "open",
+        vec![set("fee", Value::Int(0)), set("other", Value::Int(0))],
+        vec![],
+    );
+    for v in 2..=chain + 1 {
+        // Only the far end of the chain names `deep`, which every later step turns on or off.
+        // Alternate other terms along the chain; some versions are retroactive.
+        let term = match v {
+            2 => "deep",
+            _ => ["fee", "cap", "term"][(v % 3) as usize],
+        };
+        let effective = d("2024-01-01") + Duration::days(if v % 5 == 0 { 1 } else { v as i64 });
+        let revokes = if v >= 3 { vec![v - 1] } else { vec![] };
+        l.add(
+            effective,
+            "link",
+            vec![set(term, Value::Int(v as i64))],
+            revokes,
+        );
+    }
+    let tl = l.timeline();
+    let replay = tl.replay();
+    assert_eq!(replay.len() as u64, chain + 1);
+    let mut deep = 0;
+    for step in &replay {
+        let on = step.effective;
+        let before = fold_terms(&l.amendments, at(step.version - 1, &on.to_string()));
+        let after = fold_terms(&l.amendments, at(step.version, &on.to_string()));
+        let expected = crate::types::compare(&before.terms, &after.terms);
+        assert_eq!(step.changes, expected, "v{}", step.version);
+        deep += usize::from(step.version > 3 && expected.iter().any(|c| c.term == key("deep")));
+    }
+    assert!(deep as u64 > chain / 2, "deep changed in {deep} steps");
+}
