@@ -1,5 +1,6 @@
-//! `Ledger::terms` has two paths: the store's query index when it keeps one, the whole history
-//! otherwise. They must give the same answer at every point, and the same errors.
+//! `Ledger::terms` and `Ledger::diff` have two paths: the store's query index when it keeps one,
+//! the whole history otherwise. They must give the same answer at every point, and the same
+//! errors.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use pactum_domain::{
@@ -9,7 +10,7 @@ use pactum_domain::{
 use pactum_projection::{Cut, Point};
 use pactum_store::SledStore;
 
-use crate::{AppError, Ledger, Submission};
+use crate::{AppError, Ledger, PointSpec, Submission};
 
 fn day(s: &str) -> NaiveDate {
     s.parse().unwrap()
@@ -193,6 +194,30 @@ fn both_paths_agree(
             compared += 1;
         }
     }
+    // Diffs: a version (read on `today`) against the latest ledger on a day, and two versions.
+    let versions: Vec<Version> = (0..=latest).step_by(cut_step).collect();
+    for (&v, &on) in versions.iter().zip(days.iter().step_by(3).cycle()) {
+        let today = days[days.len() / 2];
+        let from = Point {
+            version: v,
+            on: today,
+        };
+        let indexed = l
+            .diff(&slug(), PointSpec::Version(v), PointSpec::Day(on), today)
+            .unwrap();
+        let to = Point {
+            version: latest,
+            on,
+        };
+        assert_eq!(indexed, timeline.diff(from, to), "v{v} to {on}");
+        let back = latest - v / 2;
+        let indexed = l
+            .diff(&slug(), PointSpec::Version(back), PointSpec::Version(v), on)
+            .unwrap();
+        let (from, to) = (Point { version: back, on }, Point { version: v, on });
+        assert_eq!(indexed, timeline.diff(from, to), "v{back} to v{v} on {on}");
+        compared += 2;
+    }
     compared
 }
 
@@ -303,6 +328,18 @@ fn unknown_agreements_and_versions_fail_alike() {
         .terms(&slug(), Cut::Version(8), day("2025-01-01"))
         .unwrap_err();
     assert!(matches!(e, AppError::Projection { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "acme-initech: version 8 does not exist: the latest version is 7"
+    );
+    let (on, today) = (PointSpec::Day(day("2025-01-01")), day("2025-01-01"));
+    assert!(matches!(
+        l.diff(&nobody, PointSpec::Version(1), on, today),
+        Err(AppError::UnknownAgreement(_))
+    ));
+    let e = l
+        .diff(&slug(), on, PointSpec::Version(8), today)
+        .unwrap_err();
     assert_eq!(
         e.to_string(),
         "acme-initech: version 8 does not exist: the latest version is 7"

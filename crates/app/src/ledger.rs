@@ -350,10 +350,22 @@ impl<S: LedgerStore> Ledger<S> {
     fn terms_indexed(
         &self,
         agreement: &Slug,
-        index: &dyn pactum_domain::HistoryIndex<Error = S::Error>,
+        index: &dyn HistoryIndex<Error = S::Error>,
         cut: Cut,
         on: NaiveDate,
     ) -> Result<TermsAt, AppError> {
+        self.known_to_index(agreement, index)?;
+        let version = resolve_indexed(agreement, index, cut)?;
+        pactum_projection::terms_via_index(index, Point { version, on }).map_err(AppError::store)
+    }
+
+    /// An index of no versions may be of an agreement that does not exist: the error the full
+    /// read gives for it.
+    fn known_to_index(
+        &self,
+        agreement: &Slug,
+        index: &dyn HistoryIndex<Error = S::Error>,
+    ) -> Result<(), AppError> {
         if index.latest() == 0
             && self
                 .store
@@ -363,17 +375,11 @@ impl<S: LedgerStore> Ledger<S> {
         {
             return Err(AppError::UnknownAgreement(agreement.clone()));
         }
-        let version = pactum_projection::resolve_via_index(index, cut).map_err(|e| match e {
-            pactum_projection::IndexedError::Projection(source) => AppError::Projection {
-                agreement: agreement.clone(),
-                source,
-            },
-            pactum_projection::IndexedError::Index(e) => AppError::store(e),
-        })?;
-        pactum_projection::terms_via_index(index, Point { version, on }).map_err(AppError::store)
+        Ok(())
     }
 
-    /// What differs between two points; a version point is read on `today`.
+    /// What differs between two points; a version point is read on `today`. From the store's
+    /// query index when it keeps one (as [`Ledger::terms`]), otherwise from the whole history.
     pub fn diff(
         &self,
         agreement: &Slug,
@@ -381,6 +387,24 @@ impl<S: LedgerStore> Ledger<S> {
         to: PointSpec,
         today: NaiveDate,
     ) -> Result<Diff, AppError> {
+        if let Some(index) = self.store.index(agreement).map_err(AppError::store)? {
+            let index = &*index;
+            self.known_to_index(agreement, index)?;
+            let point = |spec| -> Result<Point, AppError> {
+                Ok(match spec {
+                    PointSpec::Version(v) => Point {
+                        version: resolve_indexed(agreement, index, Cut::Version(v))?,
+                        on: today,
+                    },
+                    PointSpec::Day(on) => Point {
+                        version: index.latest(),
+                        on,
+                    },
+                })
+            };
+            return pactum_projection::diff_via_index(index, point(from)?, point(to)?)
+                .map_err(AppError::store);
+        }
         let timeline = self.timeline(agreement)?;
         let point = |spec| -> Result<Point, AppError> {
             Ok(match spec {
@@ -543,6 +567,21 @@ fn resolve(agreement: &Slug, timeline: &Timeline, cut: Cut) -> Result<Version, A
             agreement: agreement.clone(),
             source,
         })
+}
+
+/// [`resolve`] from an index, with the same errors.
+fn resolve_indexed<E: std::error::Error + Send + Sync + 'static>(
+    agreement: &Slug,
+    index: &dyn HistoryIndex<Error = E>,
+    cut: Cut,
+) -> Result<Version, AppError> {
+    pactum_projection::resolve_via_index(index, cut).map_err(|e| match e {
+        pactum_projection::IndexedError::Projection(source) => AppError::Projection {
+            agreement: agreement.clone(),
+            source,
+        },
+        pactum_projection::IndexedError::Index(e) => AppError::store(e),
+    })
 }
 
 /// One agreement's share of an append call: the request being filled and what its drafts are

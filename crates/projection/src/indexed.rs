@@ -22,7 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use pactum_domain::MemoryIndex;
 use pactum_domain::{Change, HistoryIndex, Placement, TermKey, Version};
 
-use crate::types::{Cut, Entry, Pending, Point, TermsAt};
+use crate::types::{compare, Cut, Diff, Entry, Pending, Point, TermsAt};
 use crate::ProjectionError;
 
 /// Why an indexed query failed: the cut does not exist, or the index could not be read.
@@ -57,7 +57,29 @@ pub fn terms_via_index<I: HistoryIndex + ?Sized>(
     index: &I,
     point: Point,
 ) -> Result<TermsAt, I::Error> {
-    terms_of_via_index(index, point, None)
+    terms_of_via_index(index, point, Wanted::All)
+}
+
+/// [`crate::Timeline::diff`] from an index: the terms in force at both points, without the
+/// pending lists a diff does not show (on a long history, most of a query's work).
+pub fn diff_via_index<I: HistoryIndex + ?Sized>(
+    index: &I,
+    from: Point,
+    to: Point,
+) -> Result<Diff, I::Error> {
+    let before = terms_of_via_index(index, from, Wanted::InForce)?;
+    let after = terms_of_via_index(index, to, Wanted::InForce)?;
+    Ok(Diff {
+        from: Point {
+            version: before.version,
+            on: before.on,
+        },
+        to: Point {
+            version: after.version,
+            on: after.on,
+        },
+        changes: compare(&before.terms, &after.terms),
+    })
 }
 
 /// Whether `term` is in force at `point` (what [`crate::Timeline::in_force`] finds), from an
@@ -67,7 +89,7 @@ pub fn in_force_via_index<I: HistoryIndex + ?Sized>(
     term: &TermKey,
     point: Point,
 ) -> Result<bool, I::Error> {
-    Ok(terms_of_via_index(index, point, Some(term))?
+    Ok(terms_of_via_index(index, point, Wanted::One(term))?
         .terms
         .contains_key(term))
 }
@@ -83,11 +105,22 @@ pub fn revoked_by_via_index<I: HistoryIndex + ?Sized>(
     Ok(Activity::new(index.revocations(k)?, k).revoked_by(version))
 }
 
-/// The terms at `point`: all of them with the pending list, or (`only`) one term without it.
+/// What a query at one point needs.
+#[derive(Clone, Copy)]
+enum Wanted<'t> {
+    /// Every term, and the pending list.
+    All,
+    /// Every term, without the pending list.
+    InForce,
+    /// One term, without the pending list (an append's decision).
+    One(&'t TermKey),
+}
+
+/// The terms at `point` that `wanted` asks for.
 fn terms_of_via_index<I: HistoryIndex + ?Sized>(
     index: &I,
     point: Point,
-    only: Option<&TermKey>,
+    wanted: Wanted<'_>,
 ) -> Result<TermsAt, I::Error> {
     let k = point.version.min(index.latest());
     let on = point.on;
@@ -107,23 +140,24 @@ fn terms_of_via_index<I: HistoryIndex + ?Sized>(
             break;
         }
         settled -= 1;
-        match only {
-            // One term (an append's decision): no pending list, so only the versions that
-            // name it and are effective by `on` matter; the cheap tests come first, as this
-            // walk can go back a long way for a retroactive date.
-            Some(term) => {
+        match wanted {
+            // One term: no pending list, so only the versions that name it and are effective
+            // by `on` matter; the cheap tests come first, as this walk can go back a long way
+            // for a retroactive date.
+            Wanted::One(term) => {
                 if effective <= on && index.names(v, term)? && act.is_active(v) {
                     let b = best.entry(term.clone()).or_insert((effective, v));
                     *b = (*b).max((effective, v));
                 }
             }
-            None if !act.is_active(v) => {}
-            None if effective > on => pending.push(Pending {
+            Wanted::InForce if effective > on => {}
+            _ if !act.is_active(v) => {}
+            _ if effective > on => pending.push(Pending {
                 version: v,
                 effective,
                 title: index.title(v)?,
             }),
-            None => {
+            _ => {
                 for term in index.terms_of(v)? {
                     let b = best.entry(term).or_insert((effective, v));
                     *b = (*b).max((effective, v));
@@ -136,9 +170,9 @@ fn terms_of_via_index<I: HistoryIndex + ?Sized>(
     // Up to `settled`, each term's newest active version decides, unless an older one that
     // names it is effective later (a retroactive amendment came after it): walk back through
     // the versions naming it while their horizon leaves room for that.
-    let named = match only {
-        None => index.terms_at(settled)?,
-        Some(term) => match index.last_naming(term, settled)? {
+    let named = match wanted {
+        Wanted::All | Wanted::InForce => index.terms_at(settled)?,
+        Wanted::One(term) => match index.last_naming(term, settled)? {
             0 => Vec::new(),
             last => vec![(term.clone(), last)],
         },

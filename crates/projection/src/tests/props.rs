@@ -10,7 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    fold_terms, resolve_via_index, terms_via_index, ChangeKind, Cut, Entry, MemoryIndex, Timeline,
+    diff_via_index, fold_terms, resolve_via_index, terms_via_index, ChangeKind, Cut, Entry,
+    MemoryIndex, Timeline,
 };
 
 const KEYS: [&str; 6] = ["a", "b", "c.d", "c.e", "f", "g-h"];
@@ -315,10 +316,17 @@ proptest! {
         let index = MemoryIndex::new(&ledger.amendments);
         let tl = Timeline::new(&ledger.amendments).unwrap();
         let n = specs.len() as Version;
+        let mut previous = Point { version: n, on: ledger.amendments[0].effective };
         for raw in raw_points {
             let p = point(n, raw);
             let expected = fold_terms(&ledger.amendments, p);
-            prop_assert_eq!(terms_via_index(&index, p).unwrap(), expected, "at {:?}", p);
+            prop_assert_eq!(&terms_via_index(&index, p).unwrap(), &expected, "at {:?}", p);
+            // A diff from the point before, as the fold sees both.
+            let before = fold_terms(&ledger.amendments, previous);
+            let diff = diff_via_index(&index, previous, p).unwrap();
+            prop_assert_eq!(diff.changes, crate::types::compare(&before.terms, &expected.terms));
+            prop_assert_eq!((diff.from.version, diff.to.version), (before.version, expected.version));
+            previous = p;
         }
         // Cuts at both ends and between, on the days around each effective date.
         for k in [0, 1, n / 2, n - 1, n, n + 1] {
