@@ -95,7 +95,11 @@ pub fn today() -> Result<NaiveDate, Failure> {
     }
 }
 
-pub fn stamper(ids_from: u64) -> Result<Box<dyn Stamper>, Failure> {
+/// The real clock, or under PACTUM_FIXED_CLOCK a stepping one whose ids count from what
+/// `ids_from` says (asked only then: it may read the whole store).
+pub fn stamper(
+    ids_from: impl FnOnce() -> Result<u64, Failure>,
+) -> Result<Box<dyn Stamper>, Failure> {
     match std::env::var("PACTUM_FIXED_CLOCK") {
         Ok(s) => {
             let start: DateTime<Utc> = s.parse().map_err(|_| {
@@ -104,7 +108,7 @@ pub fn stamper(ids_from: u64) -> Result<Box<dyn Stamper>, Failure> {
                 ))
             })?;
             Ok(Box::new(
-                StepStamper::new(start, Duration::seconds(1)).with_ids_from(ids_from),
+                StepStamper::new(start, Duration::seconds(1)).with_ids_from(ids_from()?),
             ))
         }
         Err(_) => Ok(Box::new(SystemStamper)),
@@ -133,13 +137,14 @@ fn open(cli: &Cli, mode: OpenMode) -> Result<Ledger<SledStore>, Failure> {
 fn open_for_append(cli: &Cli) -> Result<Ledger<SledStore>, Failure> {
     use pactum_domain::LedgerStore;
     let store = open_store(cli, OpenMode::CreateIfMissing)?;
-    let stored: u64 = store
-        .agreements()
-        .map_err(|e| Failure::refused(e.to_string()))?
-        .iter()
-        .map(|h| h.version)
-        .sum();
-    Ok(Ledger::new(store, stamper(stored)?))
+    let stored = || -> Result<u64, Failure> {
+        let heads = store
+            .agreements()
+            .map_err(|e| Failure::refused(e.to_string()))?;
+        Ok(heads.iter().map(|h| h.version).sum())
+    };
+    let stamper = stamper(stored)?;
+    Ok(Ledger::new(store, stamper))
 }
 
 fn render(
@@ -189,7 +194,7 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
     let style = Style::for_stdout();
     let format = cli.format;
     match &cli.command {
-        Command::Demo => crate::demo::run(format, &style, today()?, stamper(0)?),
+        Command::Demo => crate::demo::run(format, &style, today()?, stamper(|| Ok(0))?),
         Command::Append { files } => {
             let submissions = read_submissions(files)?;
             let ledger = open_for_append(cli)?;
@@ -306,7 +311,7 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
             let backup = read_backup(file)?;
             let path = store_path(cli);
             let store = open_store(cli, OpenMode::CreateIfMissing)?;
-            let ledger = Ledger::new(store, stamper(0)?);
+            let ledger = Ledger::new(store, stamper(|| Ok(0))?);
             let heads = ledger.restore(&backup).map_err(|e| match e {
                 AppError::NotEmpty { .. } => Failure::refused(format!(
                     "store {}: {e}; nothing was written",
