@@ -84,18 +84,19 @@ pub fn diff(agreement: &Slug, d: &Diff) -> Json {
 }
 
 pub fn history(rows: &[HistoryRow]) -> Json {
-    rows.iter()
-        .map(|r| {
-            json!({
-                "version": r.version,
-                "effective": r.effective.to_string(),
-                "recorded_at": timestamp(&r.recorded_at),
-                "op": match r.op { Op::Set => "set", Op::Remove => "remove" },
-                "entry": r.entry.as_ref().map(entry),
-                "revoked_by": r.revoked_by,
-            })
-        })
-        .collect()
+    rows.iter().map(history_row).collect()
+}
+
+/// One item of [`history`].
+pub fn history_row(r: &HistoryRow) -> Json {
+    json!({
+        "version": r.version,
+        "effective": r.effective.to_string(),
+        "recorded_at": timestamp(&r.recorded_at),
+        "op": match r.op { Op::Set => "set", Op::Remove => "remove" },
+        "entry": r.entry.as_ref().map(entry),
+        "revoked_by": r.revoked_by,
+    })
 }
 
 /// The amendment record, as `log` and `export` print it.
@@ -160,37 +161,38 @@ fn item_types(items: &[Value]) -> Json {
         .collect()
 }
 
+/// Every amendment of a `log`, as one array: [`amendment`] of each.
 pub fn log(amendments: &[Amendment]) -> Json {
     amendments.iter().map(amendment).collect()
 }
 
 pub fn replay(steps: &[ReplayStep]) -> Json {
-    steps
-        .iter()
-        .map(|s| {
-            json!({
-                "version": s.version,
-                "effective": s.effective.to_string(),
-                "title": s.title,
-                "changes": term_changes(&s.changes),
-            })
-        })
-        .collect()
+    steps.iter().map(replay_step).collect()
+}
+
+/// One item of [`replay`].
+pub fn replay_step(s: &ReplayStep) -> Json {
+    json!({
+        "version": s.version,
+        "effective": s.effective.to_string(),
+        "title": s.title,
+        "changes": term_changes(&s.changes),
+    })
 }
 
 pub fn agreements(heads: &[AgreementHead]) -> Json {
-    heads
-        .iter()
-        .map(|h| {
-            json!({
-                "agreement": h.agreement.as_str(),
-                "name": h.name,
-                "parties": h.parties,
-                "version": h.version,
-                "head_hash": h.head_hash.to_hex(),
-            })
-        })
-        .collect()
+    heads.iter().map(agreement).collect()
+}
+
+/// One item of [`agreements`].
+pub fn agreement(h: &AgreementHead) -> Json {
+    json!({
+        "agreement": h.agreement.as_str(),
+        "name": h.name,
+        "parties": h.parties,
+        "version": h.version,
+        "head_hash": h.head_hash.to_hex(),
+    })
 }
 
 pub fn appended(amendments: &[Amendment]) -> Json {
