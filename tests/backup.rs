@@ -225,3 +225,46 @@ fn export_needs_an_agreement_or_all() {
     let line = empty.run(&["export", "--all"]).fails(1).to_owned();
     assert!(line.contains("no store at"), "{line}");
 }
+
+/// Output that cannot be written (here a full disk: `/dev/full`) fails the command with one
+/// `error:` line, exit 1; a backup that says nothing of a failed write would be believed.
+/// A reader that closes the pipe early (`| head`) is not a failure.
+#[test]
+fn a_failed_write_of_the_output_is_an_error_a_closed_pipe_is_not() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        return;
+    }
+    let env = two_ledgers();
+    for args in [
+        &["export", "--all"][..],
+        &["export", "acme-initech"],
+        &["log", "acme-initech", "--format", "json"],
+        &["terms", "acme-initech"],
+    ] {
+        let out = env
+            .command(args)
+            .stdout(std::fs::File::create(full).unwrap())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: cannot write the output: "),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A reader that takes nothing and goes: the export stops, and says nothing.
+    let mut child = env
+        .command(&["export", "--all"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -1,6 +1,7 @@
 //! One function per command: open the store, call the ledger, render.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
+use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -8,7 +9,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use pactum_app::{json, AppError, Backup, Ledger, Submission, SystemStamper};
 use pactum_domain::limits::FILE_BYTES_MAX;
-use pactum_domain::{Stamper, StepStamper};
+use pactum_domain::{Amendment, Stamper, StepStamper};
 use pactum_projection::Cut;
 use pactum_store::{OpenMode, SledStore};
 
@@ -172,6 +173,15 @@ fn render_each<T>(
     }
 }
 
+/// A failed write of the output: a closed pipe (`pactum log | head`) is not an error of ours,
+/// anything else (a full disk under `pactum export --all > backup`) is.
+pub fn closed_pipe(e: std::io::Error) -> Result<(), Failure> {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Ok(()),
+        _ => Err(Failure::refused(format!("cannot write the output: {e}"))),
+    }
+}
+
 fn render(
     format: Format,
     as_json: impl FnOnce() -> serde_json::Value,
@@ -317,22 +327,34 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
         }
         Command::Export { agreement, all } => {
             let ledger = open(cli, OpenMode::MustExist)?;
-            let log = match (agreement, all) {
-                (_, true) => ledger.export_all()?,
-                (Some(agreement), false) => ledger.log(agreement)?,
+            // Written as each agreement is read: a whole store's backup is never in memory.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut written = Ok(());
+            let mut write = |log: Vec<Amendment>| {
+                written = log.iter().try_for_each(|a| {
+                    serde_json::to_writer(&mut out, &json::amendment(a))?;
+                    out.write_all(b"\n")
+                });
+                if written.is_ok() {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            };
+            match (agreement, all) {
+                (_, true) => ledger.export_each(write)?,
+                (Some(agreement), false) => {
+                    let _ = write(ledger.log(agreement)?);
+                }
                 (None, false) => {
                     return Err(Failure {
                         code: 2,
                         message: "export needs AGREEMENT or --all".into(),
                     })
                 }
-            };
-            let mut out = String::new();
-            for a in &log {
-                out.push_str(&json::amendment(a).to_string());
-                out.push('\n');
             }
-            Ok(Outcome::ok(out))
+            written.and_then(|()| out.flush()).or_else(closed_pipe)?;
+            Ok(Outcome::ok(String::new()))
         }
         Command::Restore { file } => {
             // Read and check the whole backup before the store is opened: a refused backup

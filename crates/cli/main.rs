@@ -25,14 +25,20 @@ fn main() -> ExitCode {
     match commands::run(&cli) {
         Ok(outcome) => {
             let mut stdout = std::io::stdout().lock();
-            // A closed pipe (`pactum log | head`) is not an error of ours.
-            let _ = stdout
+            let written = stdout
                 .write_all(outcome.stdout.as_bytes())
-                .and_then(|_| stdout.flush());
+                .and_then(|_| stdout.flush())
+                .or_else(commands::closed_pipe);
             if let Some(warning) = outcome.warning {
                 eprintln!("warning: {warning}");
             }
-            ExitCode::from(outcome.code)
+            match written {
+                Ok(()) => ExitCode::from(outcome.code),
+                Err(failure) => {
+                    eprintln!("error: {}", failure.message);
+                    ExitCode::from(failure.code)
+                }
+            }
         }
         Err(failure) => {
             eprintln!("error: {}", failure.message);

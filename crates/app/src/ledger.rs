@@ -1,6 +1,7 @@
 //! The use cases, each a short path: store → projection → decision → store.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -526,10 +527,25 @@ impl<S: LedgerStore> Ledger<S> {
     /// Every agreement's amendments, agreements in slug order, each in version order: a backup.
     pub fn export_all(&self) -> Result<Vec<Amendment>, AppError> {
         let mut out = Vec::new();
-        for head in self.agreements()? {
-            out.extend(self.log(&head.agreement)?);
-        }
+        self.export_each(|log| {
+            out.extend(log);
+            ControlFlow::Continue(())
+        })?;
         Ok(out)
+    }
+
+    /// [`Ledger::export_all`] one agreement at a time, for a caller that writes each out before
+    /// the next is read (a whole store need not fit in memory); `visit` may stop it.
+    pub fn export_each(
+        &self,
+        mut visit: impl FnMut(Vec<Amendment>) -> ControlFlow<()>,
+    ) -> Result<(), AppError> {
+        for head in self.agreements()? {
+            if visit(self.log(&head.agreement)?).is_break() {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Writes a checked backup into this store, which must be empty, in one durable
