@@ -556,3 +556,84 @@ fn records_are_never_rewritten() {
     );
     env.run(&["verify"]).ok();
 }
+
+/// A backup of `agreements` agreements of `each` amendments, as `export --all` writes it.
+fn backup_of(env: &Env, agreements: usize, each: usize) -> String {
+    let mut files = Vec::new();
+    for a in 0..agreements {
+        for v in 0..each {
+            let open = if v == 0 {
+                "[open]\nname = \"N\"\nparties = [\"A\", \"B\"]\n"
+            } else {
+                ""
+            };
+            let text = format!(
+                "agreement = \"a{a:03}\"\ntitle = \"v{v}\"\neffective = 2024-01-{:02}\n{open}\
+                 [[set]]\nterm = \"fee.t{}\"\nvalue = {v}\ntext = \"{}\"\n",
+                v + 1,
+                v % 4,
+                "clause ".repeat(200)
+            );
+            files.push(env.write(&format!("b-{a}-{v}.toml"), &text));
+        }
+    }
+    let mut args = vec!["append"];
+    args.extend(files.iter().map(String::as_str));
+    env.run(&args).ok();
+    env.run(&["export", "--all"]).ok().to_owned()
+}
+
+/// A restore killed at a random moment leaves the store with the whole backup or with nothing
+/// (what it wrote before its heads is swept at the next open), and a restore after it then
+/// gives the whole backup.
+#[test]
+fn a_restore_cut_short_leaves_all_or_nothing() {
+    let env = Env::new();
+    // Records of about 1.5 KB: more than sled buffers in memory, so that a kill finds some of
+    // them in its file before the heads are written.
+    let backup_text = backup_of(&env, 100, 8);
+    let backup = env.write("backup.jsonl", &backup_text);
+    let mut rng = Rng::new(seed());
+    let on = |store: &Path, args: &[&str]| {
+        let mut all = vec!["--store", store.to_str().unwrap()];
+        all.extend(args);
+        env.run(&all)
+    };
+    // How long an uncut restore takes here, to spread the kills over it.
+    let timed = env.path().join("timed");
+    let started = Instant::now();
+    on(&timed, &["restore", &backup]).ok();
+    let full = started.elapsed();
+    let mut outcomes = BTreeMap::new();
+    for episode in 0..16 {
+        let store = env.path().join(format!("cut-{episode}"));
+        let delay = full.mul_f64(rng.below(125) as f64 / 100.0);
+        let mut child = env
+            .command(&["--store", store.to_str().unwrap(), "restore", &backup])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        child.kill().unwrap();
+        let killed = child.wait().unwrap().signal() == Some(9);
+        let listed = on(&store, &["agreements", "--format", "json"]);
+        let found = if listed.code == 0 {
+            listed.json().as_array().map_or(0, Vec::len)
+        } else {
+            assert!(listed.stderr.contains("no store at"), "{}", listed.stderr);
+            0
+        };
+        assert!(
+            found == 0 || found == 100,
+            "episode {episode}: {found} agreements"
+        );
+        if found == 0 {
+            on(&store, &["restore", &backup]).ok();
+        }
+        assert_eq!(on(&store, &["export", "--all"]).ok(), backup_text);
+        on(&store, &["verify"]).ok();
+        *outcomes.entry((killed, found)).or_insert(0) += 1;
+    }
+    println!("restore took {full:?}; (killed, agreements found) -> episodes: {outcomes:?}");
+}

@@ -1,21 +1,19 @@
 //! `import`: whole histories from a backup into an empty store. Each record is sealed here with
 //! the same codec and hash rule as append, and refused unless the hash it carries is the one
-//! recomputed and it decodes back to exactly the amendment given; then everything is written in
-//! one transaction, with the query index's entries when the store keeps one, and made durable as
-//! append does.
+//! recomputed and it decodes back to exactly the amendment given; then each agreement's records
+//! and query index entries are written, every head and slug last in one transaction (what a
+//! failure or a crash leaves before that is swept), and made durable as append does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use pactum_domain::{check_histories, Amendment, ImportFailure, Rejected, Stamper};
-use sled::transaction::{
-    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
-};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use uuid::Uuid;
 
 use crate::codec::*;
 use crate::index::SegmentWriter;
 use crate::pack;
-use crate::{SledStore, StoreError, ID_ATTEMPTS};
+use crate::{SledStore, StoreError, DIRTY_KEY, ID_ATTEMPTS};
 
 /// An agreement being imported: its new id and its head once every record is in.
 struct Planned {
@@ -65,7 +63,6 @@ impl SledStore {
             .enumerate()
             .map(|(index, a)| seal_record(a).map_err(|reason| Rejected { index, reason }))
             .collect::<Result<Vec<_>, _>>()?;
-        let sled_err = |e| ImportFailure::Backend(self.sled_err(e));
         // Appends wait until the import is in and on disk, readers until it is in.
         let mut writer = self.write_lock();
         let hidden = self.hide();
@@ -116,20 +113,74 @@ impl SledStore {
             heads.push((*slug, plan.uuid, bytes));
         }
 
-        // The query index, when this store keeps one: built once, outside the transaction
-        // (sled may run it more than once). Each agreement's versions come in order
-        // (check_histories).
-        let mut writers: BTreeMap<&str, SegmentWriter> = BTreeMap::new();
-        if self.index.is_some() {
-            for (i, a) in amendments.iter().enumerate() {
-                let slug = a.agreement.as_str();
-                let Some(plan) = plans.get(slug) else {
-                    continue;
-                };
-                let writer = writers.entry(slug).or_insert_with(|| {
-                    SegmentWriter::new(plan.uuid, 0, None, Some(BTreeMap::new()))
-                });
-                writer.add(a).map_err(|e| Rejected {
+        // Written agreement by agreement, its heads last: a restore of a big store never
+        // holds every write at once (one sled transaction of 1.1M amendments took 9 GB). All
+        // or nothing still: until the heads are in, the records, segments and revocations
+        // belong to no agreement, and the sweep at open (under `DIRTY_KEY`, put in sled before
+        // them) takes them out after a crash, as it takes out what an append cut short; a
+        // failure here sweeps them at once.
+        if writer.wal.is_some() && !writer.dirty {
+            self.db
+                .insert(DIRTY_KEY, &[1u8][..])
+                .map_err(|e| ImportFailure::Backend(self.sled_err(e)))?;
+            writer.dirty = true;
+        }
+        let written = self.write_histories(amendments, records, &plans, &heads);
+        let written = match written {
+            Ok(bytes) => bytes,
+            Err(failure) => {
+                if let Err(e) = self.sweep() {
+                    writer.failed = Some(format!("a restore failed and was not undone: {e}"));
+                }
+                return Err(failure);
+            }
+        };
+        drop(hidden);
+        writer.written += written;
+        self.checkpoint_locked(&mut writer)
+            .map_err(ImportFailure::Backend)
+    }
+
+    /// Writes each agreement's records (packed as one append call's would be) and its index
+    /// entries when the store keeps an index, then every head and slug in one transaction.
+    /// Returns the bytes written.
+    fn write_histories(
+        &self,
+        amendments: &[Amendment],
+        mut records: Vec<Vec<u8>>,
+        plans: &BTreeMap<&str, Planned>,
+        heads: &[(&str, Uuid, Vec<u8>)],
+    ) -> Result<u64, ImportFailure<StoreError>> {
+        let sled_err = |e| ImportFailure::Backend(self.sled_err(e));
+        let mut written = 0u64;
+        let mut put = |tree: &sled::Tree, key: &[u8], value: &[u8]| {
+            written += (key.len() + value.len()) as u64;
+            tree.insert(key, value).map(drop).map_err(sled_err)
+        };
+        // Each agreement's amendments, versions 1 on (check_histories).
+        let mut histories: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, a) in amendments.iter().enumerate() {
+            histories.entry(a.agreement.as_str()).or_default().push(i);
+        }
+        for (slug, indices) in histories {
+            let Some(plan) = plans.get(slug) else {
+                continue;
+            };
+            let sealed = indices.iter().map(|&i| std::mem::take(&mut records[i]));
+            for (last, value) in pack::packs(sealed.collect(), self.pack_records) {
+                put(
+                    &self.amendments,
+                    &record_key(&plan.uuid, last as u64 + 1),
+                    &value,
+                )?;
+            }
+            let Some(ix) = &self.index else {
+                continue;
+            };
+            let mut index = SegmentWriter::new(plan.uuid, 0, None, Some(BTreeMap::new()));
+            for &i in &indices {
+                let a = &amendments[i];
+                index.add(a).map_err(|e| Rejected {
                     index: i,
                     reason: format!(
                         "{} version {}: encoding failed: {e}",
@@ -137,85 +188,40 @@ impl SledStore {
                     ),
                 })?;
             }
-            for writer in writers.values_mut() {
-                writer
-                    .finish()
-                    .map_err(|e| ImportFailure::Backend(self.corrupt(format!("index: {e}"))))?;
+            index
+                .finish()
+                .map_err(|e| ImportFailure::Backend(self.corrupt(format!("index: {e}"))))?;
+            let [segments, revokes] = ix.all();
+            for (k, v) in &index.segments {
+                put(segments, k, v)?;
             }
-        }
-        let writers: Vec<SegmentWriter> = writers.into_values().collect();
-
-        // Each agreement's records, versions 1 on (check_histories), packed as one append
-        // call's would be.
-        let mut histories: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
-        for (a, record) in amendments.iter().zip(records) {
-            histories
-                .entry(a.agreement.as_str())
-                .or_default()
-                .push(record);
-        }
-        let mut values = Vec::with_capacity(amendments.len());
-        for (slug, records) in histories {
-            let Some(plan) = plans.get(slug) else {
-                continue;
-            };
-            for (last, value) in pack::packs(records, self.pack_records) {
-                values.push((record_key(&plan.uuid, last as u64 + 1), value));
+            for k in &index.revokes {
+                put(revokes, k, &[])?;
             }
         }
 
-        // One sled transaction (not the log): a restore is all or nothing, and rare enough
-        // that sled's slower commit does not matter. A checkpoint then makes it durable.
-        let trees = (&self.amendments, &self.agreements, &self.slugs);
-        let write = |am: &TransactionalTree,
-                     ag: &TransactionalTree,
-                     sl: &TransactionalTree,
-                     idx: Option<[&TransactionalTree; 2]>| {
-            for (slug, uuid, head) in &heads {
+        // The heads and slugs in one transaction: the restore is in once they are.
+        let result = (&self.agreements, &self.slugs).transaction(|(ag, sl)| {
+            for (slug, uuid, head) in heads {
                 if sl.get(*slug)?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(()));
                 }
                 ag.insert(uuid.as_bytes(), head.clone())?;
                 sl.insert(*slug, uuid.as_bytes())?;
             }
-            for (key, value) in &values {
-                am.insert(&key[..], value.as_slice())?;
-            }
-            if let Some([segments, revokes]) = idx {
-                for w in &writers {
-                    for (k, v) in &w.segments {
-                        segments.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    for k in &w.revokes {
-                        revokes.insert(&k[..], &[][..])?;
-                    }
-                }
-            }
             Ok(())
-        };
-        let result = match &self.index {
-            None => trees.transaction(|(am, ag, sl)| write(am, ag, sl, None)),
-            Some(ix) => {
-                let [segments, revokes] = ix.all();
-                let all = (trees.0, trees.1, trees.2, segments, revokes);
-                all.transaction(|(am, ag, sl, segments, revokes)| {
-                    write(am, ag, sl, Some([segments, revokes]))
-                })
-            }
-        };
+        });
         match result {
             Ok(()) => {}
             // Another writer of this process got in since the emptiness check.
             Err(TransactionError::Abort(())) => return Err(ImportFailure::NotEmpty),
             Err(TransactionError::Storage(e)) => return Err(sled_err(e)),
         }
-        drop(hidden);
-        writer.written += values
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum::<u64>();
-        self.checkpoint_locked(&mut writer)
-            .map_err(ImportFailure::Backend)
+        // A head keyed by the agreement's id, and its slug pointing to that id.
+        let linked = |(slug, uuid, head): &(&str, Uuid, Vec<u8>)| {
+            (slug.len() + 2 * uuid.as_bytes().len() + head.len()) as u64
+        };
+        Ok(written + heads.iter().map(linked).sum::<u64>())
     }
 }
 

@@ -143,7 +143,7 @@ struct Writer {
 /// sled that its log does not account for (after a crash, keys past a head): the next open
 /// sweeps them (`SledStore::sweep`). Written before a process's first insert, removed by a
 /// clean close.
-const DIRTY_KEY: &[u8] = b"pactum.dirty";
+pub(crate) const DIRTY_KEY: &[u8] = b"pactum.dirty";
 
 /// How far [`SledStore`] goes to make an append survive before reporting it. Exists so the
 /// `durability` example can measure what fsync costs; pactum itself always uses `Fsync`.
