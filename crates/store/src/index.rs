@@ -921,25 +921,41 @@ impl Findings {
     }
 }
 
+/// `verify`'s check of one agreement's query index against its records: what the segments say
+/// is read first ([`SledStore::index_check`]), then each intact record is compared as the chain
+/// check reads it ([`IndexCheck::record`]), so a record is read and decoded once for both.
+/// The segments must follow one another from version 1 without a gap, each holding what the
+/// records say of its versions (and, at a multiple of [`CHECKPOINT`], the term state), up to a
+/// version no later than the head; `idx_revokes` must hold the revocations of those versions
+/// and nothing else. How appends cut the versions into segments is free. Meant for records the
+/// chain check found intact: with damaged ones, what the index should hold is unknown.
+pub(crate) struct IndexCheck<'t> {
+    trees: &'t IndexTrees,
+    id: Uuid,
+    found: Findings,
+    /// What the segments say, by version, up to `reach`.
+    stored: BTreeMap<Version, StoredIndexedVersion>,
+    states: BTreeMap<Version, Vec<(String, u64)>>,
+    reach: Version,
+    /// What the records say, so far.
+    horizon: Option<NaiveDate>,
+    state: BTreeMap<String, u64>,
+    revokes: BTreeSet<[u8; 32]>,
+}
+
 impl SledStore {
-    /// Recomputes the agreement's index from its records and compares it with the stored one.
-    /// The segments must follow one another from version 1 without a gap, each holding what
-    /// the records say of its versions (and, at a multiple of [`CHECKPOINT`], the term state),
-    /// up to a version no later than the head; `idx_revokes` must hold the revocations of
-    /// those versions and nothing else. How appends cut the versions into segments is free.
-    /// Meant for records the chain check found intact.
-    pub(crate) fn verify_index(
+    /// Reads the agreement's segments for an [`IndexCheck`]; `head_version` is the head's.
+    pub(crate) fn index_check<'t>(
         &self,
-        trees: &IndexTrees,
+        trees: &'t IndexTrees,
         id: &Uuid,
         head_version: Option<Version>,
-    ) -> Result<Vec<VerifyFinding>, StoreError> {
+    ) -> Result<IndexCheck<'t>, StoreError> {
         let sled_err = |e| self.sled_err(e);
         let mut found = Findings {
             shown: Vec::new(),
             more: 0,
         };
-        // What the segments say, by version.
         let mut stored: BTreeMap<Version, StoredIndexedVersion> = BTreeMap::new();
         let mut states: BTreeMap<Version, Vec<(String, u64)>> = BTreeMap::new();
         let mut next = 1;
@@ -982,65 +998,70 @@ impl SledStore {
                 format!("the query index reaches version {reach}, past the head's {head}"),
             );
         }
-        let mut horizon = None;
-        let mut state: BTreeMap<String, u64> = BTreeMap::new();
-        let mut revokes: BTreeSet<[u8; 32]> = BTreeSet::new();
-        'values: for kv in self.amendments.scan_prefix(id.as_bytes()) {
-            let (k, v) = kv.map_err(sled_err)?;
-            let Some((_, last)) = split_record_key(&k) else {
-                continue;
-            };
-            // The chain check reports a damaged pack or record; what its index entries should
-            // be is unknown.
-            let Ok(records) = pack::unpack(last, &v) else {
-                return Ok(found.finish());
-            };
-            for (version, record) in records {
-                if version > reach {
-                    break 'values;
-                }
-                let Ok(a) = decode_record(record) else {
-                    return Ok(found.finish());
-                };
-                let kept = indexed_version(&a, horizon);
-                horizon = date(kept.horizon).ok();
-                for term in &kept.terms {
-                    state.insert(term.clone(), version);
-                }
-                revokes.extend(
-                    revoked_by(&a)
-                        .into_iter()
-                        .map(|r| revoke_key(id, r, version)),
+        Ok(IndexCheck {
+            trees,
+            id: *id,
+            found,
+            stored,
+            states,
+            reach,
+            horizon: None,
+            state: BTreeMap::new(),
+            revokes: BTreeSet::new(),
+        })
+    }
+}
+
+impl IndexCheck<'_> {
+    /// The next record, decoded, in version order from version 1.
+    pub(crate) fn record(&mut self, version: Version, a: &Amendment) {
+        if version > self.reach {
+            return;
+        }
+        let kept = indexed_version(a, self.horizon);
+        self.horizon = date(kept.horizon).ok();
+        for term in &kept.terms {
+            self.state.insert(term.clone(), version);
+        }
+        let id = &self.id;
+        self.revokes.extend(
+            revoked_by(a)
+                .into_iter()
+                .map(|r| revoke_key(id, r, version)),
+        );
+        match self.stored.get(&version) {
+            None => self
+                .found
+                .add(Some(version), "the query index lacks this version".into()),
+            Some(s) if *s != kept => self.found.add(
+                Some(version),
+                "the query index holds something else for this version".into(),
+            ),
+            Some(_) => {}
+        }
+        if version % CHECKPOINT == 0 {
+            let expected: Vec<(String, u64)> =
+                self.state.iter().map(|(t, &v)| (t.clone(), v)).collect();
+            if self.states.get(&version) != Some(&expected) {
+                self.found.add(
+                    Some(version),
+                    "the query index's term state differs from the records'".into(),
                 );
-                match stored.get(&version) {
-                    None => found.add(Some(version), "the query index lacks this version".into()),
-                    Some(s) if *s != kept => found.add(
-                        Some(version),
-                        "the query index holds something else for this version".into(),
-                    ),
-                    Some(_) => {}
-                }
-                if version % CHECKPOINT == 0 {
-                    let expected: Vec<(String, u64)> =
-                        state.iter().map(|(t, &v)| (t.clone(), v)).collect();
-                    if states.get(&version) != Some(&expected) {
-                        found.add(
-                            Some(version),
-                            "the query index's term state differs from the records'".into(),
-                        );
-                    }
-                }
             }
         }
+    }
+
+    /// Compares the revocations, once every record is in, and says what differs.
+    pub(crate) fn finish(mut self, store: &SledStore) -> Result<Vec<VerifyFinding>, StoreError> {
         let mut present = BTreeSet::new();
-        for kv in trees.revokes.scan_prefix(id.as_bytes()) {
-            let (k, v) = kv.map_err(sled_err)?;
+        for kv in self.trees.revokes.scan_prefix(self.id.as_bytes()) {
+            let (k, v) = kv.map_err(|e| store.sled_err(e))?;
             let key: Option<[u8; 32]> = k.as_ref().try_into().ok();
             match key {
-                Some(key) if revokes.contains(&key) && v.is_empty() => {
+                Some(key) if self.revokes.contains(&key) && v.is_empty() => {
                     present.insert(key);
                 }
-                _ => found.add(
+                _ => self.found.add(
                     None,
                     format!(
                         "the query index (idx_revokes) holds an entry no record accounts for: {}",
@@ -1049,14 +1070,14 @@ impl SledStore {
                 ),
             }
         }
-        for missing in revokes.difference(&present) {
+        for missing in self.revokes.difference(&present) {
             let revoker = u64::from_be_bytes(missing[24..].try_into().unwrap_or_default());
-            found.add(
+            self.found.add(
                 Some(revoker),
                 "the query index (idx_revokes) lacks a revocation of this version".into(),
             );
         }
-        Ok(found.finish())
+        Ok(self.found.finish())
     }
 }
 

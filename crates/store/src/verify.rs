@@ -53,6 +53,14 @@ impl SledStore {
             }
         }
 
+        // The query index, compared record by record as the chain is read (reported only if
+        // the chain is intact).
+        let mut index = match &self.index {
+            Some(trees) => {
+                Some(self.index_check(trees, &uuid, head.as_ref().map(|h| h.version))?)
+            }
+            None => None,
+        };
         let mut next_version: u64 = 1;
         let mut last_key: Option<u64> = None;
         let mut last: Option<Seen> = None;
@@ -114,8 +122,13 @@ impl SledStore {
                         continue;
                     }
                 };
-                if let Err(e) = amendment_of(&record) {
-                    find(Some(version), format!("the record holds a bad value: {e}"));
+                match amendment_of(&record) {
+                    Ok(a) => {
+                        if let Some(index) = &mut index {
+                            index.record(version, &a);
+                        }
+                    }
+                    Err(e) => find(Some(version), format!("the record holds a bad value: {e}")),
                 }
                 let body = &record.body;
                 if version == 1 {
@@ -217,7 +230,6 @@ impl SledStore {
                 }
             }
         }
-        let head_version = head.as_ref().map(|h| h.version);
         if let Some(h) = head {
             match last_key {
                 None => find(
@@ -258,9 +270,8 @@ impl SledStore {
         }
         // The index is what intact records imply. Damaged records are reported by themselves:
         // what their entries should be is unknown, and the agreement fails verify already.
-        if let (Some(trees), true) = (&self.index, findings.is_empty()) {
-            let head_version = head_version.or(last_key);
-            findings.extend(self.verify_index(trees, &uuid, head_version)?);
+        if let (Some(index), true) = (index, findings.is_empty()) {
+            findings.extend(index.finish(self)?);
         }
         Ok(ChainReport {
             version,
