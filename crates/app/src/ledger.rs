@@ -1122,12 +1122,26 @@ mod tests {
         );
     }
 
-    /// A store where another writer slips in between our read and our write.
-    struct Racing {
+    /// A store that misbehaves as a test asks: another writer slips in between our read and
+    /// our write (`racing`); verify fails for the agreements in `failing`. Each verify takes a
+    /// moment, so that several threads share the work, and the first of `failing` longest.
+    struct Hooked {
         inner: SledStore,
+        racing: bool,
+        failing: Vec<Slug>,
     }
 
-    impl LedgerStore for Racing {
+    impl Hooked {
+        fn new(racing: bool) -> Hooked {
+            Hooked {
+                inner: SledStore::temporary().unwrap(),
+                racing,
+                failing: Vec::new(),
+            }
+        }
+    }
+
+    impl LedgerStore for Hooked {
         type Error = pactum_store::StoreError;
         fn agreements(&self) -> Result<Vec<AgreementHead>, Self::Error> {
             self.inner.agreements()
@@ -1143,56 +1157,17 @@ mod tests {
             requests: &[AppendRequest],
             stamper: &dyn Stamper,
         ) -> Result<Vec<Amendment>, StoreFailure<Self::Error>> {
-            let mut theirs = requests[0].clone();
-            theirs.drafts.truncate(1);
-            self.inner.append(&[theirs], stamper)?;
+            if self.racing {
+                let mut theirs = requests[0].clone();
+                theirs.drafts.truncate(1);
+                self.inner.append(&[theirs], stamper)?;
+            }
             self.inner.append(requests, stamper)
         }
         fn verify_chain(&self, a: &Slug) -> Result<ChainReport, Self::Error> {
-            self.inner.verify_chain(a)
-        }
-        fn seal_hash(a: &Amendment) -> Result<Hash, String> {
-            SledStore::seal_hash(a)
-        }
-        fn import(
-            &self,
-            amendments: &[Amendment],
-            stamper: &dyn Stamper,
-        ) -> Result<(), ImportFailure<Self::Error>> {
-            self.inner.import(amendments, stamper)
-        }
-    }
-
-    /// A store whose verify fails for some agreements, and takes a moment for each, so that
-    /// several threads share the work; the first of `fails` takes longest.
-    struct FailingVerify {
-        inner: SledStore,
-        fails: Vec<Slug>,
-    }
-
-    impl LedgerStore for FailingVerify {
-        type Error = pactum_store::StoreError;
-        fn agreements(&self) -> Result<Vec<AgreementHead>, Self::Error> {
-            self.inner.agreements()
-        }
-        fn head(&self, a: &Slug) -> Result<Option<AgreementHead>, Self::Error> {
-            self.inner.head(a)
-        }
-        fn amendments(&self, a: &Slug) -> Result<Vec<Amendment>, Self::Error> {
-            self.inner.amendments(a)
-        }
-        fn append(
-            &self,
-            requests: &[AppendRequest],
-            stamper: &dyn Stamper,
-        ) -> Result<Vec<Amendment>, StoreFailure<Self::Error>> {
-            self.inner.append(requests, stamper)
-        }
-        fn verify_chain(&self, a: &Slug) -> Result<ChainReport, Self::Error> {
-            // The first failing one fails last.
-            let first = self.fails.first() == Some(a);
+            let first = self.failing.first() == Some(a);
             std::thread::sleep(std::time::Duration::from_millis(if first { 60 } else { 2 }));
-            if self.fails.contains(a) {
+            if self.failing.contains(a) {
                 return Err(pactum_store::StoreError::Io {
                     path: a.as_str().into(),
                     source: std::io::Error::other("unreadable"),
@@ -1215,11 +1190,7 @@ mod tests {
     #[test]
     fn verifying_on_several_threads_answers_as_one_thread_does() {
         let slugs: Vec<String> = (0..24).map(|n| format!("a{n:02}")).collect();
-        let store = FailingVerify {
-            inner: SledStore::temporary().unwrap(),
-            fails: Vec::new(),
-        };
-        let mut l = Ledger::new(store, stamper());
+        let mut l = Ledger::new(Hooked::new(false), stamper());
         let drafts: Vec<Submission> = slugs
             .iter()
             .enumerate()
@@ -1251,7 +1222,7 @@ mod tests {
         assert_eq!(listed(&several), expected);
 
         // The first failure in slug order, whichever thread meets another one first.
-        l.store.fails = vec![Slug::parse("a07").unwrap(), Slug::parse("a19").unwrap()];
+        l.store.failing = vec![Slug::parse("a07").unwrap(), Slug::parse("a19").unwrap()];
         for threads in [1, 3] {
             let err = l.verify_each(all(), threads).unwrap_err();
             assert!(err.to_string().contains("a07"), "{threads}: {err}");
@@ -1260,12 +1231,7 @@ mod tests {
 
     #[test]
     fn a_racing_writer_ends_in_a_conflict_not_a_lost_amendment() {
-        let l = Ledger::new(
-            Racing {
-                inner: SledStore::temporary().unwrap(),
-            },
-            stamper(),
-        );
+        let l = Ledger::new(Hooked::new(true), stamper());
         let err = l
             .append(&[draft("a", "2024-01-01", true, vec![set("x", 1)])])
             .unwrap_err();

@@ -22,7 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use pactum_domain::MemoryIndex;
 use pactum_domain::{Change, HistoryIndex, Placement, TermKey, Version};
 
-use crate::types::{compare, Cut, Diff, Entry, Pending, Point, TermsAt};
+use crate::types::{Cut, Diff, Entry, Pending, Point, TermsAt};
 use crate::ProjectionError;
 
 /// Why an indexed query failed: the cut does not exist, or the index could not be read.
@@ -69,17 +69,7 @@ pub fn diff_via_index<I: HistoryIndex + ?Sized>(
 ) -> Result<Diff, I::Error> {
     let before = terms_of_via_index(index, from, Wanted::InForce)?;
     let after = terms_of_via_index(index, to, Wanted::InForce)?;
-    Ok(Diff {
-        from: Point {
-            version: before.version,
-            on: before.on,
-        },
-        to: Point {
-            version: after.version,
-            on: after.on,
-        },
-        changes: compare(&before.terms, &after.terms),
-    })
+    Ok(Diff::between(&before, &after))
 }
 
 /// Whether `term` is in force at `point` (what [`crate::Timeline::in_force`] finds), from an

@@ -375,19 +375,7 @@ impl Timeline {
     /// What differs between the in-force terms at two points. Cuts beyond the latest version
     /// are clamped, and the returned points say so.
     pub fn diff(&self, from: Point, to: Point) -> Diff {
-        let before = self.terms_at(from);
-        let after = self.terms_at(to);
-        Diff {
-            from: Point {
-                version: before.version,
-                on: before.on,
-            },
-            to: Point {
-                version: after.version,
-                on: after.on,
-            },
-            changes: compare(&before.terms, &after.terms),
-        }
+        Diff::between(&self.terms_at(from), &self.terms_at(to))
     }
 
     /// Every set and remove of `term`, revoked ones included and marked, in (effective, version)

@@ -146,6 +146,23 @@ pub struct Diff {
     pub changes: Vec<TermChange>,
 }
 
+impl Diff {
+    /// From the terms at both points, each at the cut it was answered at.
+    pub(crate) fn between(before: &TermsAt, after: &TermsAt) -> Diff {
+        Diff {
+            from: Point {
+                version: before.version,
+                on: before.on,
+            },
+            to: Point {
+                version: after.version,
+                on: after.on,
+            },
+            changes: compare(&before.terms, &after.terms),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
