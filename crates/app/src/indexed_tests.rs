@@ -1,6 +1,6 @@
-//! `Ledger::terms` and `Ledger::diff` have two paths: the store's query index when it keeps one,
-//! the whole history otherwise. They must give the same answer at every point, and the same
-//! errors.
+//! `Ledger::terms`, `Ledger::diff` and `Ledger::history` have two paths: the store's query
+//! index when it keeps one, the whole history otherwise. They must give the same answer at
+//! every point, and the same errors.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use pactum_domain::{
@@ -218,6 +218,26 @@ fn both_paths_agree(
         assert_eq!(indexed, timeline.diff(from, to), "v{back} to v{v} on {on}");
         compared += 2;
     }
+    // Every term's history, and one never named.
+    let mut terms: Vec<TermKey> = amendments
+        .iter()
+        .flat_map(|a| a.changes.iter().map(|c| c.term().clone()))
+        .collect();
+    terms.sort();
+    terms.dedup();
+    assert!(!terms.is_empty());
+    for term in &terms {
+        assert_eq!(
+            l.history(&slug(), term).unwrap(),
+            timeline.history(term),
+            "{term}"
+        );
+        compared += 1;
+    }
+    assert!(matches!(
+        l.history(&slug(), &key("never.named")),
+        Err(AppError::UnknownTerm { .. })
+    ));
     compared
 }
 
@@ -332,6 +352,10 @@ fn unknown_agreements_and_versions_fail_alike() {
         e.to_string(),
         "acme-initech: version 8 does not exist: the latest version is 7"
     );
+    assert!(matches!(
+        l.history(&nobody, &key("sla.uptime")),
+        Err(AppError::UnknownAgreement(_))
+    ));
     let (on, today) = (PointSpec::Day(day("2025-01-01")), day("2025-01-01"));
     assert!(matches!(
         l.diff(&nobody, PointSpec::Version(1), on, today),

@@ -422,9 +422,17 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(timeline.diff(point(from)?, point(to)?))
     }
 
-    /// Every amendment that set or removed the term, revoked ones marked.
+    /// Every amendment that set or removed the term, revoked ones marked. From the store's
+    /// query index when it keeps one (the versions that name the term only), otherwise from the
+    /// whole history.
     pub fn history(&self, agreement: &Slug, term: &TermKey) -> Result<Vec<HistoryRow>, AppError> {
-        let rows = self.timeline(agreement)?.history(term);
+        let rows = match self.store.index(agreement).map_err(AppError::store)? {
+            Some(index) => {
+                self.known_to_index(agreement, &*index)?;
+                pactum_projection::history_via_index(&*index, term).map_err(AppError::store)?
+            }
+            None => self.timeline(agreement)?.history(term),
+        };
         if rows.is_empty() {
             return Err(AppError::UnknownTerm {
                 agreement: agreement.clone(),

@@ -133,6 +133,13 @@ impl HistoryIndex for MemoryIndex {
             .unwrap_or_default())
     }
 
+    fn recorded_at(&self, v: Version) -> Result<DateTime<Utc>, Infallible> {
+        Ok(self
+            .versions
+            .get(&v)
+            .map_or(DateTime::<Utc>::MIN_UTC, |k| k.recorded_at))
+    }
+
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, Infallible> {
         Ok(self
             .versions
@@ -225,6 +232,10 @@ impl<I: HistoryIndex<Error = Infallible>, E> HistoryIndex for Infallibly<I, E> {
 
     fn title(&self, v: Version) -> Result<String, E> {
         Ok(never(self.index.title(v)))
+    }
+
+    fn recorded_at(&self, v: Version) -> Result<DateTime<Utc>, E> {
+        Ok(never(self.index.recorded_at(v)))
     }
 
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, E> {

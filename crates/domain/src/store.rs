@@ -197,6 +197,9 @@ pub trait HistoryIndex {
     /// Version `v`'s title.
     fn title(&self, v: Version) -> Result<String, Self::Error>;
 
+    /// When version `v` was recorded.
+    fn recorded_at(&self, v: Version) -> Result<DateTime<Utc>, Self::Error>;
+
     /// The terms version `v` sets or removes, in key order, each once.
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, Self::Error>;
 

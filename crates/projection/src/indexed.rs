@@ -22,7 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use pactum_domain::MemoryIndex;
 use pactum_domain::{Change, HistoryIndex, Placement, TermKey, Version};
 
-use crate::types::{Cut, Diff, Entry, Pending, Point, TermsAt};
+use crate::types::{Cut, Diff, Entry, HistoryRow, Op, Pending, Point, TermsAt};
 use crate::ProjectionError;
 
 /// Why an indexed query failed: the cut does not exist, or the index could not be read.
@@ -93,6 +93,55 @@ pub fn revoked_by_via_index<I: HistoryIndex + ?Sized>(
 ) -> Result<Option<Version>, I::Error> {
     let k = k.min(index.latest());
     Ok(Activity::new(index.revocations(k)?, k).revoked_by(version))
+}
+
+/// [`crate::Timeline::history`] from an index: every set and remove of `term`, revoked ones
+/// marked, in (effective, version) order, as known at the latest version; empty for a term
+/// never named. Reads only the versions that name the term.
+pub fn history_via_index<I: HistoryIndex + ?Sized>(
+    index: &I,
+    term: &TermKey,
+) -> Result<Vec<HistoryRow>, I::Error> {
+    let latest = index.latest();
+    let mut act = Activity::new(index.revocations(latest)?, latest);
+    let mut rows = Vec::new();
+    let mut v = index.last_naming(term, latest)?;
+    while v > 0 {
+        let effective = index.placement(v)?.effective;
+        // The record decides: a version the index says names the term, and whose record does
+        // not, has no row (verify reports such an index).
+        let (op, entry) = match index.change(term, v)? {
+            Some(Change::Set {
+                value, text, until, ..
+            }) => (
+                Op::Set,
+                Some(Entry {
+                    value,
+                    text,
+                    until,
+                    set_in: v,
+                    effective,
+                }),
+            ),
+            Some(Change::Remove { .. }) => (Op::Remove, None),
+            None => {
+                v = index.last_naming(term, v - 1)?;
+                continue;
+            }
+        };
+        rows.push(HistoryRow {
+            version: v,
+            effective,
+            recorded_at: index.recorded_at(v)?,
+            title: index.title(v)?,
+            op,
+            entry,
+            revoked_by: act.revoked_by(v),
+        });
+        v = index.last_naming(term, v - 1)?;
+    }
+    rows.sort_by_key(|r| (r.effective, r.version));
+    Ok(rows)
 }
 
 /// What a query at one point needs.
@@ -323,6 +372,13 @@ impl<I: HistoryIndex + ?Sized> HistoryIndex for Extended<'_, I> {
         match self.in_tail(v) {
             true => Ok(self.tail.title(v).unwrap_or_default()),
             false => self.base.title(v),
+        }
+    }
+
+    fn recorded_at(&self, v: Version) -> Result<DateTime<Utc>, I::Error> {
+        match self.in_tail(v) {
+            true => Ok(self.tail.recorded_at(v).unwrap_or(DateTime::<Utc>::MIN_UTC)),
+            false => self.base.recorded_at(v),
         }
     }
 

@@ -20,8 +20,8 @@ mod tests;
 
 pub use fold::fold_terms;
 pub use indexed::{
-    diff_via_index, in_force_via_index, resolve_via_index, revoked_by_via_index, terms_via_index,
-    Extended, IndexedError, MemoryIndex,
+    diff_via_index, history_via_index, in_force_via_index, resolve_via_index, revoked_by_via_index,
+    terms_via_index, Extended, IndexedError, MemoryIndex,
 };
 pub use timeline::{ProjectionError, Timeline};
 pub use types::{

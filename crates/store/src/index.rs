@@ -819,6 +819,10 @@ impl HistoryIndex for SledIndex<'_> {
         self.kept(v, |s, k| s.title(k).map(str::to_owned))
     }
 
+    fn recorded_at(&self, v: Version) -> Result<DateTime<Utc>, StoreError> {
+        self.kept(v, |_, k| time(k.recorded_at))
+    }
+
     fn terms_of(&self, v: Version) -> Result<Vec<TermKey>, StoreError> {
         self.kept(v, |s, k| s.terms(k).map(<[TermKey]>::to_vec))
     }

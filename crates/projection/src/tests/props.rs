@@ -10,8 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    diff_via_index, fold_terms, resolve_via_index, terms_via_index, ChangeKind, Cut, Entry,
-    MemoryIndex, Timeline,
+    diff_via_index, fold_terms, history_via_index, resolve_via_index, terms_via_index, ChangeKind,
+    Cut, Entry, MemoryIndex, Timeline,
 };
 
 const KEYS: [&str; 6] = ["a", "b", "c.d", "c.e", "f", "g-h"];
@@ -339,6 +339,9 @@ proptest! {
         }
         for cut in [Cut::Latest, Cut::Version(0), Cut::Version(n), Cut::Version(n + 1)] {
             prop_assert_eq!(resolve_via_index(&index, cut).ok(), tl.resolve(cut).ok());
+        }
+        for name in KEYS {
+            prop_assert_eq!(history_via_index(&index, &key(name)).unwrap(), tl.history(&key(name)), "{}", name);
         }
         // Recorded an hour apart from 09:00: instants before, at and between the records.
         for secs in raw_times {
