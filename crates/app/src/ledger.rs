@@ -339,44 +339,32 @@ impl<S: LedgerStore> Ledger<S> {
     /// (a store made before the index, or a backend without one) from the whole history. Both
     /// give the same answer and the same errors.
     pub fn terms(&self, agreement: &Slug, cut: Cut, on: NaiveDate) -> Result<TermsAt, AppError> {
-        if let Some(index) = self.store.index(agreement).map_err(AppError::store)? {
-            return self.terms_indexed(agreement, &*index, cut, on);
+        if let Some(index) = self.query_index(agreement)? {
+            let version = resolve_indexed(agreement, &*index, cut)?;
+            return pactum_projection::terms_via_index(&*index, Point { version, on })
+                .map_err(AppError::store);
         }
         let timeline = self.timeline(agreement)?;
         let version = resolve(agreement, &timeline, cut)?;
         Ok(timeline.terms_at(Point { version, on }))
     }
 
-    /// [`Ledger::terms`] from an index, with the same errors as the full read.
-    fn terms_indexed(
-        &self,
-        agreement: &Slug,
-        index: &dyn HistoryIndex<Error = S::Error>,
-        cut: Cut,
-        on: NaiveDate,
-    ) -> Result<TermsAt, AppError> {
-        self.known_to_index(agreement, index)?;
-        let version = resolve_indexed(agreement, index, cut)?;
-        pactum_projection::terms_via_index(index, Point { version, on }).map_err(AppError::store)
-    }
-
-    /// An index of no versions may be of an agreement that does not exist: the error the full
-    /// read gives for it.
-    fn known_to_index(
-        &self,
-        agreement: &Slug,
-        index: &dyn HistoryIndex<Error = S::Error>,
-    ) -> Result<(), AppError> {
-        if index.latest() == 0
-            && self
-                .store
-                .head(agreement)
-                .map_err(AppError::store)?
-                .is_none()
-        {
-            return Err(AppError::UnknownAgreement(agreement.clone()));
+    /// The store's query index for a query on `agreement`, if it keeps one, with the error the
+    /// full read gives for an agreement that does not exist (whose index has no versions).
+    fn query_index(&self, agreement: &Slug) -> Result<Option<BoxedIndex<'_, S::Error>>, AppError> {
+        let index = self.store.index(agreement).map_err(AppError::store)?;
+        if let Some(index) = &index {
+            if index.latest() == 0
+                && self
+                    .store
+                    .head(agreement)
+                    .map_err(AppError::store)?
+                    .is_none()
+            {
+                return Err(AppError::UnknownAgreement(agreement.clone()));
+            }
         }
-        Ok(())
+        Ok(index)
     }
 
     /// What differs between two points; a version point is read on `today`. From the store's
@@ -388,9 +376,8 @@ impl<S: LedgerStore> Ledger<S> {
         to: PointSpec,
         today: NaiveDate,
     ) -> Result<Diff, AppError> {
-        if let Some(index) = self.store.index(agreement).map_err(AppError::store)? {
+        if let Some(index) = self.query_index(agreement)? {
             let index = &*index;
-            self.known_to_index(agreement, index)?;
             let point = |spec| -> Result<Point, AppError> {
                 Ok(match spec {
                     PointSpec::Version(v) => Point {
@@ -426,9 +413,8 @@ impl<S: LedgerStore> Ledger<S> {
     /// query index when it keeps one (the versions that name the term only), otherwise from the
     /// whole history.
     pub fn history(&self, agreement: &Slug, term: &TermKey) -> Result<Vec<HistoryRow>, AppError> {
-        let rows = match self.store.index(agreement).map_err(AppError::store)? {
+        let rows = match self.query_index(agreement)? {
             Some(index) => {
-                self.known_to_index(agreement, &*index)?;
                 pactum_projection::history_via_index(&*index, term).map_err(AppError::store)?
             }
             None => self.timeline(agreement)?.history(term),

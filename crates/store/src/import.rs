@@ -155,6 +155,8 @@ impl SledStore {
         let mut written = 0u64;
         let mut put = |tree: &sled::Tree, key: &[u8], value: &[u8]| {
             written += (key.len() + value.len()) as u64;
+            #[cfg(test)]
+            tests::insert_fails()?;
             tree.insert(key, value).map(drop).map_err(sled_err)
         };
         // Each agreement's amendments, versions 1 on (check_histories).
@@ -354,6 +356,53 @@ mod tests {
         };
         to.append(&[next], &stamper()).unwrap();
         assert!(to.verify(&slug("zeta")).unwrap().is_empty());
+    }
+
+    thread_local! {
+        /// Inserts a restore may make on this thread before one fails (`None`: none fails).
+        static INSERTS_LEFT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A restore's insert that fails where a test asked for it.
+    pub(super) fn insert_fails() -> Result<(), ImportFailure<StoreError>> {
+        match INSERTS_LEFT.get() {
+            Some(0) => Err(ImportFailure::Backend(StoreError::Io {
+                path: "restore".into(),
+                source: std::io::Error::other("the disk is full"),
+            })),
+            left => {
+                INSERTS_LEFT.set(left.map(|n| n - 1));
+                Ok(())
+            }
+        }
+    }
+
+    /// A restore that fails after writing part of the backup leaves the store empty, and a
+    /// restore after it goes through.
+    #[test]
+    fn a_restore_that_fails_halfway_leaves_nothing() {
+        let (from, all) = source();
+        for inserts in [0, 1, 2, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let to = SledStore::open(&dir.path().join("s"), OpenMode::CreateIfMissing).unwrap();
+            INSERTS_LEFT.set(Some(inserts));
+            let failed = to.import(&all, &stamper());
+            INSERTS_LEFT.set(None);
+            assert!(
+                matches!(failed, Err(ImportFailure::Backend(_))),
+                "{inserts}: {failed:?}"
+            );
+            assert!(to.agreements().unwrap().is_empty());
+            for tree in to.db.tree_names() {
+                let name = String::from_utf8_lossy(&tree).into_owned();
+                if name != "__sled__default" {
+                    assert!(to.raw_tree(&name).unwrap().is_empty(), "{inserts}: {name}");
+                }
+            }
+            to.import(&all, &stamper()).unwrap();
+            assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
+            assert!(to.verify(&slug("zeta")).unwrap().is_empty());
+        }
     }
 
     #[test]
