@@ -435,33 +435,11 @@ impl Timeline {
                 }
             }
         }
-        let every_term = || self.events.keys().collect::<Vec<_>>();
         (1..)
             .zip(&self.versions)
             .map(|(version, info)| {
                 let on = info.effective;
-                let mut chain = vec![version];
-                let mut next = 0;
-                'walk: while let Some(&v) = chain.get(next) {
-                    next += 1;
-                    for &target in slot_ref(&revokes, v) {
-                        if !chain.contains(&target) {
-                            chain.push(target);
-                            if chain.len() > REPLAY_CHAIN {
-                                break 'walk;
-                            }
-                        }
-                    }
-                }
-                let terms: Vec<&TermKey> = if chain.len() > REPLAY_CHAIN {
-                    every_term()
-                } else {
-                    let named: std::collections::BTreeSet<&TermKey> = chain
-                        .iter()
-                        .flat_map(|&v| slot_ref(&names, v).iter().copied())
-                        .collect();
-                    named.into_iter().collect()
-                };
+                let terms = self.changeable(version, &names, &revokes);
                 let in_force = |k: Version| {
                     let mut act = self.activity(k);
                     terms
@@ -480,6 +458,35 @@ impl Timeline {
                 }
             })
             .collect()
+    }
+
+    /// The terms appending `version` can change, in key order: those it names and those named
+    /// by the versions its revocations reach (`names` and `revokes` by version), or every term
+    /// where those are more than `REPLAY_CHAIN`.
+    fn changeable<'t>(
+        &'t self,
+        version: Version,
+        names: &[Vec<&'t TermKey>],
+        revokes: &[Vec<Version>],
+    ) -> Vec<&'t TermKey> {
+        let mut chain = vec![version];
+        let mut next = 0;
+        while let Some(&v) = chain.get(next) {
+            next += 1;
+            for &target in slot_ref(revokes, v) {
+                if !chain.contains(&target) {
+                    chain.push(target);
+                    if chain.len() > REPLAY_CHAIN {
+                        return self.events.keys().collect();
+                    }
+                }
+            }
+        }
+        let named: std::collections::BTreeSet<&TermKey> = chain
+            .iter()
+            .flat_map(|&v| slot_ref(names, v).iter().copied())
+            .collect();
+        named.into_iter().collect()
     }
 
     fn info(&self, version: Version) -> Option<&VersionInfo> {
