@@ -105,8 +105,10 @@ pub fn history_via_index<I: HistoryIndex + ?Sized>(
     let latest = index.latest();
     let mut act = Activity::new(index.revocations(latest)?, latest);
     let mut rows = Vec::new();
-    let mut v = index.last_naming(term, latest)?;
-    while v > 0 {
+    let mut next = index.last_naming(term, latest)?;
+    while next > 0 {
+        let v = next;
+        next = index.last_naming(term, v - 1)?;
         let effective = index.placement(v)?.effective;
         // The record decides: a version the index says names the term, and whose record does
         // not, has no row (verify reports such an index).
@@ -124,10 +126,7 @@ pub fn history_via_index<I: HistoryIndex + ?Sized>(
                 }),
             ),
             Some(Change::Remove { .. }) => (Op::Remove, None),
-            None => {
-                v = index.last_naming(term, v - 1)?;
-                continue;
-            }
+            None => continue,
         };
         rows.push(HistoryRow {
             version: v,
@@ -138,7 +137,6 @@ pub fn history_via_index<I: HistoryIndex + ?Sized>(
             entry,
             revoked_by: act.revoked_by(v),
         });
-        v = index.last_naming(term, v - 1)?;
     }
     rows.sort_by_key(|r| (r.effective, r.version));
     Ok(rows)
