@@ -268,3 +268,33 @@ fn a_failed_write_of_the_output_is_an_error_a_closed_pipe_is_not() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// `export --all` writes each agreement as it reads it: when a later agreement cannot be read,
+/// the earlier ones' lines stay on standard output, whole, and the exit code (1) and the one
+/// error line say that the backup is not complete.
+#[test]
+fn an_export_that_cannot_read_an_agreement_fails_after_the_ones_before_it() {
+    let env = two_ledgers();
+    let whole = env.run(&["export", "--all"]).ok().to_owned();
+    let first = env.run(&["export", "acme-initech"]).ok().to_owned();
+    {
+        // microsoft-openai comes after acme-initech: cut its first record short.
+        let s =
+            pactum_store::SledStore::open(&env.store(), pactum_store::OpenMode::MustExist).unwrap();
+        let id = s
+            .raw_tree("slugs")
+            .unwrap()
+            .get("microsoft-openai")
+            .unwrap()
+            .unwrap();
+        let records = s.raw_tree("amendments").unwrap();
+        let (key, _) = records.scan_prefix(&id).next().unwrap().unwrap();
+        records.insert(key, &b"cut"[..]).unwrap();
+        records.flush().unwrap();
+    }
+    let run = env.run(&["export", "--all"]);
+    let line = run.fails(1);
+    assert!(line.contains("microsoft-openai"), "{line}");
+    assert_eq!(run.stdout, first);
+    assert!(whole.starts_with(&first) && whole.len() > first.len());
+}
