@@ -542,9 +542,9 @@ impl<S: LedgerStore> Ledger<S> {
         Ok(())
     }
 
-    /// Writes a checked backup into this store, which must be empty, in one durable
-    /// transaction; the store re-checks every hash with its own codec. Returns the restored
-    /// agreements' heads.
+    /// Writes a checked backup into this store, which must be empty, durably and all or
+    /// nothing ([`LedgerStore::import`]); the store re-checks every hash with its own codec.
+    /// Returns the restored agreements' heads.
     pub fn restore(&self, backup: &Backup) -> Result<Vec<AgreementHead>, AppError> {
         let present = self.agreements()?.len();
         if present > 0 {

@@ -123,8 +123,8 @@ pub trait LedgerStore {
     where
         Self: Sized;
 
-    /// Writes complete histories, as a backup holds them, into an empty store, in one durable
-    /// transaction: all of them or nothing. Refused unless [`check_histories`] passes and every
+    /// Writes complete histories, as a backup holds them, into an empty store, durably and all
+    /// or nothing: a failure or a crash part way leaves the store empty. Refused unless [`check_histories`] passes and every
     /// recorded hash is the one [`LedgerStore::seal_hash`] recomputes; ids the backend needs of
     /// its own (an agreement's) come from `stamper`. Records keep their versions, ids, times and
     /// hashes.
