@@ -1,6 +1,7 @@
 //! One function per command: open the store, call the ledger, render.
 
-use std::io::{BufReader, Read, Write};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -359,11 +360,11 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
         Command::Restore { file } => {
             // Read and check the whole backup before the store is opened: a refused backup
             // creates nothing.
-            let backup = read_backup(file)?;
+            let mut backup = read_backup(file)?;
             let path = store_path(cli);
             let store = open_store(cli, OpenMode::CreateIfMissing)?;
             let ledger = Ledger::new(store, stamper(|| Ok(0))?);
-            let heads = ledger.restore(&backup).map_err(|e| match e {
+            let heads = ledger.restore(&mut backup).map_err(|e| match e {
                 AppError::NotEmpty { .. } => Failure::refused(format!(
                     "store {}: {e}; nothing was written",
                     path.display()
@@ -374,20 +375,29 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
             Ok(Outcome::ok(render(
                 format,
                 || json::agreements(&heads),
-                || text::restored(&style, &path, backup.amendments().len(), &heads),
+                || text::restored(&style, &path, backup.amendments(), &heads),
             ))
             .warn(warning))
         }
     }
 }
 
-fn read_backup(file: &str) -> Result<Backup, Failure> {
-    if file == "-" {
-        return Ok(Backup::read::<SledStore>("-", std::io::stdin().lock())?);
-    }
-    let f = std::fs::File::open(Path::new(file))
-        .map_err(|e| Failure::refused(format!("{file}: cannot read: {e}")))?;
-    Ok(Backup::read::<SledStore>(file, BufReader::new(f))?)
+/// Opens and checks a backup. Standard input is copied to an unnamed temporary file first, so
+/// that it can be read twice (checked, then restored) without being held in memory.
+fn read_backup(file: &str) -> Result<Backup<File>, Failure> {
+    let cannot = |e: std::io::Error| Failure::refused(format!("{file}: cannot read: {e}"));
+    let source = if file == "-" {
+        let mut spool = tempfile::tempfile().map_err(|e| {
+            Failure::refused(format!(
+                "-: cannot make a temporary file to read it into: {e}"
+            ))
+        })?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(cannot)?;
+        spool
+    } else {
+        File::open(Path::new(file)).map_err(cannot)?
+    };
+    Ok(Backup::read::<SledStore>(file, source)?)
 }
 
 /// Reads and parses every file before anything is opened for writing: one bad file, and none

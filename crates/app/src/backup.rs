@@ -1,10 +1,12 @@
 //! Backups: every agreement's amendments as JSON Lines (`export --all`), read back and checked
 //! as a whole before anything is written, so that a backup whose records were edited,
-//! reordered, duplicated or dropped is refused, naming the line and the rule.
+//! reordered, duplicated or dropped is refused, naming the line and the rule. Then read a second
+//! time, one agreement at a time, for the store to write: a backup is never held whole.
 
-use std::io::BufRead;
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Read, Seek};
 
-use pactum_domain::{check_histories, Amendment, LedgerStore};
+use pactum_domain::{Amendment, ChainCheck, Hash, LedgerStore, Rejected, Slug};
 
 use crate::json::{check_hash, parse_amendment};
 use crate::AppError;
@@ -15,77 +17,66 @@ pub const BACKUP_LINE_BYTES_MAX: usize = 16 << 20;
 
 /// A backup read and checked: every line an amendment record whose hash is the one the store's
 /// rule recomputes, each agreement's versions from 1 with no gap, chained and recorded in
-/// increasing time.
-#[derive(Debug, Clone)]
-pub struct Backup {
+/// increasing time. It keeps its source, to read it again ([`Backup::histories`]), and of its
+/// content only each agreement's last version.
+#[derive(Debug)]
+pub struct Backup<R> {
     file: String,
-    /// The backup's line number of each amendment.
-    lines: Vec<usize>,
-    amendments: Vec<Amendment>,
+    source: R,
+    amendments: usize,
+    chains: ChainCheck,
 }
 
-impl Backup {
-    /// Reads a backup (`file` names it in messages) and checks it with `S`'s hash rule.
-    /// Blank lines are skipped. A backup cut short after a whole line reads as a shorter
+impl<R: Read + Seek> Backup<R> {
+    /// Reads a backup from the start of `source` (`file` names it in messages) and checks it
+    /// with `S`'s hash rule. Blank lines are skipped. A backup cut short after a whole line reads as a shorter
     /// history: compare the restored heads with `agreements`, or anchor them (`verify --head`).
-    pub fn read<S: LedgerStore>(file: &str, reader: impl BufRead) -> Result<Backup, AppError> {
+    pub fn read<S: LedgerStore>(file: &str, mut source: R) -> Result<Backup<R>, AppError> {
         let refuse = |line: usize, message: String| AppError::Backup {
             file: file.to_owned(),
             line,
             message,
         };
-        let mut lines = Vec::new();
-        let mut amendments = Vec::new();
-        let mut limited = reader.take(0);
-        let mut buf = Vec::new();
-        for n in 1.. {
-            buf.clear();
-            limited.set_limit(BACKUP_LINE_BYTES_MAX as u64 + 1);
-            let read = limited
-                .read_until(b'\n', &mut buf)
-                .map_err(|e| refuse(n, format!("cannot read: {e}")))?;
-            if read == 0 {
+        // From its start, as the second read is.
+        source
+            .rewind()
+            .map_err(|e| refuse(1, format!("cannot read: {e}")))?;
+        let mut chains = ChainCheck::default();
+        let mut amendments = 0;
+        let mut lines = Lines::new(BufReader::new(&mut source));
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        loop {
+            let batch: Vec<_> = lines.by_ref().take(CHECKED_TOGETHER).collect();
+            if batch.is_empty() {
                 break;
             }
-            if buf.len() > BACKUP_LINE_BYTES_MAX {
-                return Err(refuse(
-                    n,
-                    format!("the line is over {BACKUP_LINE_BYTES_MAX} bytes long"),
-                ));
+            // Parsing and hashing are most of a check, and independent line by line; the
+            // chain is checked after, in line order, so the first bad line is the one named.
+            for read in parse_and_hash(batch, workers, S::seal_hash) {
+                let (line, amendment) = read.map_err(|(line, message)| refuse(line, message))?;
+                chains
+                    .next(amendments, &amendment)
+                    .map_err(|r| refuse(line, r.reason))?;
+                amendments += 1;
             }
-            let text = std::str::from_utf8(&buf)
-                .map_err(|e| refuse(n, format!("the line is not UTF-8: {e}")))?;
-            if text.trim().is_empty() {
-                continue;
-            }
-            let amendment = parse_amendment(text).map_err(|e| refuse(n, e.to_string()))?;
-            check_hash(&amendment, S::seal_hash).map_err(|e| {
-                let at = format!("{} version {}", amendment.agreement, amendment.version);
-                refuse(n, format!("{at}: {e}"))
-            })?;
-            lines.push(n);
-            amendments.push(amendment);
         }
-        if amendments.is_empty() {
+        if amendments == 0 {
             return Err(AppError::Refused {
                 file: file.to_owned(),
                 message: "the backup holds no amendments".into(),
             });
         }
-        check_histories(&amendments).map_err(|r| {
-            let line = lines.get(r.index).copied().unwrap_or(0);
-            refuse(line, r.reason)
-        })?;
         Ok(Backup {
             file: file.to_owned(),
-            lines,
+            source,
             amendments,
+            chains,
         })
     }
 
-    /// Every amendment, in the backup's order.
-    pub fn amendments(&self) -> &[Amendment] {
-        &self.amendments
+    /// How many amendments the backup holds.
+    pub fn amendments(&self) -> usize {
+        self.amendments
     }
 
     /// Where the backup came from, as given to [`Backup::read`].
@@ -93,9 +84,201 @@ impl Backup {
         &self.file
     }
 
-    /// The line the `index`-th amendment was read from.
+    /// Reads the backup again from its start, one agreement's whole history at a time, as
+    /// [`LedgerStore::import`] takes them. An agreement whose lines are interleaved with
+    /// others' is held until its last line. If the source no longer reads as it did (it
+    /// changed since [`Backup::read`]), the histories end with an error.
+    pub fn histories(&mut self) -> Result<BackupHistories<'_, R>, AppError> {
+        self.source.rewind().map_err(|e| AppError::Refused {
+            file: self.file.clone(),
+            message: format!("cannot read it again: {e}"),
+        })?;
+        Ok(BackupHistories {
+            lines: Lines::new(BufReader::new(&mut self.source)),
+            chains: &self.chains,
+            expected: self.amendments,
+            held: BTreeMap::new(),
+            given: Vec::new(),
+            last_line: 0,
+            ended: false,
+        })
+    }
+}
+
+/// [`Backup::histories`]: an iterator of histories that remembers the line of each amendment
+/// it gave, to name it in a refusal.
+pub struct BackupHistories<'a, R> {
+    lines: Lines<BufReader<&'a mut R>>,
+    chains: &'a ChainCheck,
+    expected: usize,
+    /// Agreements read in part: their amendments so far, with their lines.
+    held: BTreeMap<Slug, Vec<(usize, Amendment)>>,
+    /// The line of each amendment given, in the order given.
+    given: Vec<usize>,
+    last_line: usize,
+    ended: bool,
+}
+
+impl<R: Read> BackupHistories<'_, R> {
+    /// The line of the `index`-th amendment given (a [`Rejected`] index).
     pub fn line_of(&self, index: usize) -> usize {
-        self.lines.get(index).copied().unwrap_or(0)
+        self.given.get(index).copied().unwrap_or(0)
+    }
+
+    /// Ends the histories with a refusal at `line`, counted as the next amendment given.
+    fn refuse(&mut self, line: usize, reason: String) -> Rejected {
+        self.ended = true;
+        self.given.push(line);
+        Rejected {
+            index: self.given.len() - 1,
+            reason,
+        }
+    }
+}
+
+const CHANGED: &str = "the backup changed since it was checked; nothing was restored";
+
+impl<R: Read> Iterator for BackupHistories<'_, R> {
+    type Item = Result<Vec<Amendment>, Rejected>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let (line, amendment) = match self.lines.next().map(|read| parse(read?)) {
+                Some(Ok(read)) => read,
+                Some(Err((line, message))) => return Some(Err(self.refuse(line, message))),
+                None => {
+                    self.ended = true;
+                    let whole = self.held.is_empty() && self.given.len() == self.expected;
+                    let line = self.last_line;
+                    return (!whole).then(|| Err(self.refuse(line, CHANGED.into())));
+                }
+            };
+            self.last_line = line;
+            let Some(last) = self.chains.last_version(&amendment.agreement) else {
+                return Some(Err(self.refuse(line, CHANGED.into())));
+            };
+            let complete = amendment.version >= last;
+            let slug = amendment.agreement.clone();
+            let held = self.held.entry(slug.clone()).or_default();
+            held.push((line, amendment));
+            if complete {
+                let history = self.held.remove(&slug).unwrap_or_default();
+                let (lines, amendments): (Vec<usize>, Vec<Amendment>) = history.into_iter().unzip();
+                self.given.extend(lines);
+                return Some(Ok(amendments));
+            }
+        }
+    }
+}
+
+/// Lines read and checked in one go by [`Backup::read`]; a few in tests, so that the tests'
+/// small backups cross from one batch to the next.
+const CHECKED_TOGETHER: usize = if cfg!(test) { 4 } else { 4096 };
+
+/// Reads and hashes a batch of lines on up to `workers` threads; the results in line order.
+fn parse_and_hash(
+    batch: Vec<Result<(usize, String), (usize, String)>>,
+    workers: usize,
+    seal: fn(&Amendment) -> Result<Hash, String>,
+) -> Vec<Result<(usize, Amendment), (usize, String)>> {
+    let check = |read: Result<(usize, String), (usize, String)>| {
+        let (line, amendment) = parse(read?)?;
+        check_hash(&amendment, seal).map_err(|e| {
+            let at = format!("{} version {}", amendment.agreement, amendment.version);
+            (line, format!("{at}: {e}"))
+        })?;
+        Ok((line, amendment))
+    };
+    let share = batch.len().div_ceil(workers.max(1));
+    if workers <= 1 || share == batch.len() {
+        return batch.into_iter().map(check).collect();
+    }
+    let mut shares = Vec::new();
+    let mut rest = batch.into_iter();
+    loop {
+        let part: Vec<_> = rest.by_ref().take(share).collect();
+        if part.is_empty() {
+            break;
+        }
+        shares.push(part);
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = shares
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        running
+            .into_iter()
+            .flat_map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// The amendment a line holds.
+fn parse((line, text): (usize, String)) -> Result<(usize, Amendment), (usize, String)> {
+    parse_amendment(&text)
+        .map(|a| (line, a))
+        .map_err(|e| (line, e.to_string()))
+}
+
+/// A backup's lines that are not blank, each with its number; a line that cannot be read gives
+/// its number and why, and ends them.
+struct Lines<B> {
+    reader: io::Take<B>,
+    line: usize,
+    ended: bool,
+}
+
+impl<B: BufRead> Lines<B> {
+    fn new(reader: B) -> Lines<B> {
+        Lines {
+            reader: reader.take(0),
+            line: 0,
+            ended: false,
+        }
+    }
+
+    fn read(&mut self) -> Result<Option<(usize, String)>, (usize, String)> {
+        loop {
+            self.line += 1;
+            let n = self.line;
+            let mut buf = Vec::new();
+            self.reader.set_limit(BACKUP_LINE_BYTES_MAX as u64 + 1);
+            let read = self
+                .reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| (n, format!("cannot read: {e}")))?;
+            if read == 0 {
+                return Ok(None);
+            }
+            if buf.len() > BACKUP_LINE_BYTES_MAX {
+                return Err((
+                    n,
+                    format!("the line is over {BACKUP_LINE_BYTES_MAX} bytes long"),
+                ));
+            }
+            let text =
+                String::from_utf8(buf).map_err(|e| (n, format!("the line is not UTF-8: {e}")))?;
+            if !text.trim().is_empty() {
+                return Ok(Some((n, text)));
+            }
+        }
+    }
+}
+
+impl<B: BufRead> Iterator for Lines<B> {
+    type Item = Result<(usize, String), (usize, String)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let read = self.read().transpose();
+        self.ended = !matches!(read, Some(Ok(_)));
+        read
     }
 }
 
@@ -104,6 +287,8 @@ mod tests {
     use chrono::{Duration, NaiveDate, TimeZone, Utc};
     use pactum_domain::{Change, Draft, DraftFields, Opening, Slug, StepStamper, TermKey, Value};
     use pactum_store::SledStore;
+
+    use std::io::Cursor;
 
     use super::*;
     use crate::{json, Anchor, Ledger, Submission};
@@ -158,9 +343,18 @@ mod tests {
         (l, lines)
     }
 
-    fn read(lines: &[String]) -> Result<Backup, AppError> {
+    fn read(lines: &[String]) -> Result<Backup<Cursor<Vec<u8>>>, AppError> {
         let text = lines.join("\n") + "\n";
-        Backup::read::<SledStore>("b.jsonl", text.as_bytes())
+        Backup::read::<SledStore>("b.jsonl", Cursor::new(text.into_bytes()))
+    }
+
+    /// What a second read gives: the histories, and the line of each amendment in that order.
+    fn reread(backup: &mut Backup<Cursor<Vec<u8>>>) -> (Vec<Vec<Amendment>>, Vec<usize>) {
+        let mut histories = backup.histories().unwrap();
+        let read: Vec<Vec<Amendment>> = histories.by_ref().map(Result::unwrap).collect();
+        let count = read.iter().map(Vec::len).sum();
+        let lines = (0..count).map(|i| histories.line_of(i)).collect();
+        (read, lines)
     }
 
     fn refusal(lines: &[String]) -> String {
@@ -188,17 +382,20 @@ mod tests {
             ]
             .map(|(s, v)| (s.to_owned(), v))
         );
-        let backup = read(&lines).unwrap();
-        assert_eq!(backup.amendments(), from.export_all().unwrap());
-        assert_eq!(backup.line_of(4), 5);
+        let mut backup = read(&lines).unwrap();
+        assert_eq!(backup.amendments(), 6);
+        let (histories, at) = reread(&mut backup);
+        assert_eq!(histories.concat(), from.export_all().unwrap());
+        assert_eq!(histories.len(), 2);
+        assert_eq!(at, [1, 2, 3, 4, 5, 6]);
         let to = ledger();
-        let heads = to.restore(&backup).unwrap();
+        let heads = to.restore(&mut backup).unwrap();
         assert_eq!(heads, from.agreements().unwrap());
         assert_eq!(to.export_all().unwrap(), from.export_all().unwrap());
         assert!(to.verify(None).unwrap().iter().all(|r| r.ok()));
         // Restoring again: the store is no longer empty.
         assert!(matches!(
-            to.restore(&backup),
+            to.restore(&mut backup),
             Err(AppError::NotEmpty { agreements: 2 })
         ));
     }
@@ -211,10 +408,66 @@ mod tests {
             spaced.push(l.clone());
             spaced.push("  ".into());
         }
-        let backup = read(&spaced).unwrap();
-        assert_eq!(backup.amendments().len(), 6);
-        assert_eq!(backup.line_of(0), 2);
-        assert_eq!(backup.line_of(5), 12);
+        let mut backup = read(&spaced).unwrap();
+        assert_eq!(backup.amendments(), 6);
+        let (_, at) = reread(&mut backup);
+        assert_eq!(at, [2, 4, 6, 8, 10, 12]);
+    }
+
+    /// Agreements whose lines are interleaved are whole histories too: each is given once its
+    /// last line is read, and the lines named are those of the file.
+    #[test]
+    fn an_interleaved_backup_restores_by_agreement() {
+        let (from, lines) = exported();
+        let mixed: Vec<String> = (0..3)
+            .flat_map(|i| [lines[i].clone(), lines[i + 3].clone()])
+            .collect();
+        let mut backup = read(&mixed).unwrap();
+        let (histories, at) = reread(&mut backup);
+        let slugs: Vec<&str> = histories.iter().map(|h| h[0].agreement.as_str()).collect();
+        assert_eq!(slugs, ["acme", "zeta"]);
+        assert_eq!(at, [1, 3, 5, 2, 4, 6]);
+        let to = ledger();
+        to.restore(&mut backup).unwrap();
+        assert_eq!(to.export_all().unwrap(), from.export_all().unwrap());
+    }
+
+    /// A backup changed between the check and the restore is refused by the store (its hash
+    /// rule) or by the second read (a line it did not check), and nothing is written.
+    #[test]
+    fn a_backup_changed_after_its_check_restores_nothing() {
+        let (_, lines) = exported();
+        let to = ledger();
+        let changed = |edit: &dyn Fn(&mut Vec<String>)| {
+            let mut backup = read(&lines).unwrap();
+            let mut edited = lines.clone();
+            edit(&mut edited);
+            *backup.source.get_mut() = (edited.join("\n") + "\n").into_bytes();
+            let e = to.restore(&mut backup).unwrap_err().to_string();
+            assert!(to.agreements().unwrap().is_empty(), "{e}");
+            e
+        };
+        let e = changed(&|l| l[4] = l[4].replace("zeta 2", "zeta 9"));
+        assert!(
+            e.starts_with("b.jsonl:5: zeta version 2: its content does not match"),
+            "{e}"
+        );
+        let e = changed(&|l| l.push(l[5].clone()));
+        assert!(
+            e.starts_with("b.jsonl:7: zeta version 3 comes after version 3"),
+            "{e}"
+        );
+        let e = changed(&|l| l.push(l[0].replace(r#""agreement":"acme""#, r#""agreement":"new""#)));
+        assert_eq!(e, format!("b.jsonl:7: {CHANGED}"));
+        let e = changed(&|l| {
+            l.pop();
+        });
+        assert_eq!(e, format!("b.jsonl:5: {CHANGED}"));
+        let e = changed(&|l| l[2] = "{".into());
+        assert!(e.starts_with("b.jsonl:3: not JSON"), "{e}");
+        // The same backup, unchanged, goes in.
+        to.restore(&mut read(&lines).unwrap()).unwrap();
+        assert_eq!(to.agreements().unwrap().len(), 2);
     }
 
     #[test]
@@ -256,17 +509,29 @@ mod tests {
         junk[5] = "{".into();
         assert!(refusal(&junk).starts_with("b.jsonl:6: not JSON"));
 
+        // Lines are checked several at a time, on several threads: the first bad one is named.
+        for (first, second) in [(0, 1), (1, 3), (2, 5), (4, 5)] {
+            let mut two = lines.clone();
+            two[first] = "{".into();
+            two[second] = two[second].replace("\"version\":", "\"version\":7,\"x\":");
+            let e = refusal(&two);
+            assert!(
+                e.starts_with(&format!("b.jsonl:{}: not JSON", first + 1)),
+                "{e}"
+            );
+        }
+
         assert_eq!(refusal(&[]), "b.jsonl: the backup holds no amendments");
     }
 
     #[test]
     fn an_over_long_line_is_refused_without_being_held_whole() {
         let long = vec![b'x'; BACKUP_LINE_BYTES_MAX + 10];
-        let e = Backup::read::<SledStore>("b", &long[..])
+        let e = Backup::read::<SledStore>("b", Cursor::new(long))
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("b:1: the line is over"), "{e}");
-        let e = Backup::read::<SledStore>("b", &b"\xff\xfe\n"[..])
+        let e = Backup::read::<SledStore>("b", Cursor::new(b"\xff\xfe\n"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("not UTF-8"), "{e}");
@@ -286,7 +551,7 @@ mod tests {
         // A backup cut after acme's v2: a whole, shorter history.
         let cut = [lines[0].clone(), lines[1].clone()];
         let to = ledger();
-        to.restore(&read(&cut).unwrap()).unwrap();
+        to.restore(&mut read(&cut).unwrap()).unwrap();
         let report = to.verify_anchored(&acme, anchor).unwrap();
         assert!(report.findings.is_empty());
         assert!(!report.ok());

@@ -1,6 +1,7 @@
 //! The use cases, each a short path: store → projection → decision → store.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -543,32 +544,56 @@ impl<S: LedgerStore> Ledger<S> {
     }
 
     /// Writes a checked backup into this store, which must be empty, durably and all or
-    /// nothing ([`LedgerStore::import`]); the store re-checks every hash with its own codec.
-    /// Returns the restored agreements' heads.
-    pub fn restore(&self, backup: &Backup) -> Result<Vec<AgreementHead>, AppError> {
+    /// nothing ([`LedgerStore::import`]), reading it again one agreement at a time; the store
+    /// re-checks every hash with its own codec. Returns the restored agreements' heads.
+    pub fn restore<R: Read + Seek + Send>(
+        &self,
+        backup: &mut Backup<R>,
+    ) -> Result<Vec<AgreementHead>, AppError> {
         let present = self.agreements()?.len();
         if present > 0 {
             return Err(AppError::NotEmpty {
                 agreements: present,
             });
         }
-        match self
-            .store
-            .import(backup.amendments(), self.stamper.as_ref())
-        {
+        let file = backup.file().to_owned();
+        let mut histories = backup.histories()?;
+        // The backup is read and parsed on a thread of its own while the store writes what
+        // was read before, a few histories ahead.
+        let (imported, histories) = std::thread::scope(|scope| {
+            let (give, take) = std::sync::mpsc::sync_channel(RESTORE_HISTORIES_AHEAD);
+            let reader = scope.spawn(move || {
+                for history in histories.by_ref() {
+                    if give.send(history).is_err() {
+                        break; // the store stopped reading
+                    }
+                }
+                histories
+            });
+            let imported = self.store.import(&mut take.iter(), self.stamper.as_ref());
+            drop(take);
+            let histories = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (imported, histories)
+        });
+        match imported {
             Ok(()) => self.agreements(),
             Err(ImportFailure::NotEmpty) => Err(AppError::NotEmpty {
                 agreements: self.agreements()?.len(),
             }),
             Err(ImportFailure::Rejected(r)) => Err(AppError::Backup {
-                file: backup.file().to_owned(),
-                line: backup.line_of(r.index),
+                file,
+                line: histories.line_of(r.index),
                 message: r.reason,
             }),
             Err(ImportFailure::Backend(e)) => Err(AppError::store(e)),
         }
     }
 }
+
+/// Histories a restore reads ahead of the store.
+const RESTORE_HISTORIES_AHEAD: usize = 64;
 
 fn resolve(agreement: &Slug, timeline: &Timeline, cut: Cut) -> Result<Version, AppError> {
     timeline
@@ -852,7 +877,7 @@ fn judge(
 mod tests {
     use super::*;
     use chrono::{Duration, TimeZone};
-    use pactum_domain::{DraftFields, Opening, StepStamper, Value};
+    use pactum_domain::{DraftFields, Histories, Opening, StepStamper, Value};
     use pactum_store::SledStore;
 
     fn millis_of(id: Uuid) -> u64 {
@@ -1174,10 +1199,10 @@ mod tests {
         }
         fn import(
             &self,
-            amendments: &[Amendment],
+            histories: &mut Histories<'_>,
             stamper: &dyn Stamper,
         ) -> Result<(), ImportFailure<Self::Error>> {
-            self.inner.import(amendments, stamper)
+            self.inner.import(histories, stamper)
         }
     }
 

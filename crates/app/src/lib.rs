@@ -23,6 +23,6 @@ mod ledger;
 mod point;
 
 pub use anchor::{Anchor, AnchorCheck, AnchorError};
-pub use backup::{Backup, BACKUP_LINE_BYTES_MAX};
+pub use backup::{Backup, BackupHistories, BACKUP_LINE_BYTES_MAX};
 pub use ledger::{AppError, Ledger, Submission, SystemStamper, VerifyReport};
 pub use point::{PointSpec, PointSpecError};

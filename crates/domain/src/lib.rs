@@ -24,7 +24,7 @@ pub use ident::{IdentError, Slug, TermKey};
 pub use memory_index::{IndexedFacts, Infallibly, MemoryIndex};
 pub use stamp::{Stamper, StepStamper};
 pub use store::{
-    check_histories, AgreementHead, AppendRequest, BoxedIndex, ChainReport, HistoryIndex,
+    AgreementHead, AppendRequest, BoxedIndex, ChainCheck, ChainReport, Histories, HistoryIndex,
     HistoryVisitor, ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
 };
 pub use value::{Currency, Decimal, Money, Value, ValueError};

@@ -124,13 +124,15 @@ pub trait LedgerStore {
         Self: Sized;
 
     /// Writes complete histories, as a backup holds them, into an empty store, durably and all
-    /// or nothing: a failure or a crash part way leaves the store empty. Refused unless [`check_histories`] passes and every
-    /// recorded hash is the one [`LedgerStore::seal_hash`] recomputes; ids the backend needs of
-    /// its own (an agreement's) come from `stamper`. Records keep their versions, ids, times and
-    /// hashes.
+    /// or nothing: a failure, a rejected amendment, an `Err` from `histories` or a crash part
+    /// way leaves the store empty. Each history is refused unless it passes [`ChainCheck`] and
+    /// every recorded hash is the one [`LedgerStore::seal_hash`] recomputes; ids the backend
+    /// needs of its own (an agreement's) come from `stamper`. Records keep their versions, ids,
+    /// times and hashes. A [`Rejected`] index counts the amendments in the order `histories`
+    /// gave them.
     fn import(
         &self,
-        amendments: &[Amendment],
+        histories: &mut Histories<'_>,
         stamper: &dyn Stamper,
     ) -> Result<(), ImportFailure<Self::Error>>;
 
@@ -240,20 +242,27 @@ pub struct ChainReport {
     pub findings: Vec<VerifyFinding>,
 }
 
+/// What [`LedgerStore::import`] reads: one agreement's whole history at a time, versions 1, 2,
+/// 3 … in order, and no agreement in two items, so that a backend can write each as it comes
+/// and need not hold a whole backup. An `Err` item (the source could not be read) ends the
+/// import, and nothing stays.
+pub type Histories<'a> = dyn Iterator<Item = Result<Vec<Amendment>, Rejected>> + 'a;
+
 /// Why an import did not happen. Nothing is written in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportFailure<E: std::error::Error + 'static> {
     /// The store already holds something: a backup goes into an empty store only.
     #[error("the store is not empty: a backup is restored into an empty store only")]
     NotEmpty,
-    /// One amendment of the slice breaks a rule.
+    /// One amendment breaks a rule, or the source of the histories failed.
     #[error(transparent)]
     Rejected(#[from] Rejected),
     #[error(transparent)]
     Backend(E),
 }
 
-/// The amendment at `index` of an imported slice, and the rule it breaks.
+/// The amendment at `index` of those imported (counted in the order given), and the rule it
+/// breaks.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct Rejected {
@@ -261,19 +270,33 @@ pub struct Rejected {
     pub reason: String,
 }
 
-/// Checks that `amendments` are whole histories, as an import needs them: per agreement (its
-/// amendments may be interleaved with other agreements'), versions run 1, 2, 3 … in slice
-/// order, each `prev_hash` is the previous version's `hash` (zero for version 1),
-/// `recorded_at` strictly increases and only version 1 has `[open]`. Hashes are not
+/// Checks that amendments given one at a time are whole histories, as an import needs them:
+/// per agreement (its amendments may be interleaved with other agreements'), versions run 1, 2,
+/// 3 … in the order given, each `prev_hash` is the previous version's `hash` (zero for version
+/// 1), `recorded_at` strictly increases and only version 1 has `[open]`. Hashes are not
 /// recomputed here: that is the backend's rule ([`LedgerStore::seal_hash`]). A history cut
 /// short after a whole amendment cannot be told from a shorter one: an anchor
-/// (`verify --head`) catches that.
-pub fn check_histories(amendments: &[Amendment]) -> Result<(), Rejected> {
-    let mut last: BTreeMap<&Slug, &Amendment> = BTreeMap::new();
-    for (index, a) in amendments.iter().enumerate() {
+/// (`verify --head`) catches that. It keeps the last link of each agreement, not the
+/// amendments, so a backup can be checked as a stream.
+#[derive(Debug, Default)]
+pub struct ChainCheck {
+    last: BTreeMap<Slug, Link>,
+}
+
+/// What the next version of an agreement is checked against.
+#[derive(Debug)]
+struct Link {
+    version: Version,
+    hash: Hash,
+    recorded_at: DateTime<Utc>,
+}
+
+impl ChainCheck {
+    /// Checks `a`, the `index`-th amendment given, against those given before it.
+    pub fn next(&mut self, index: usize, a: &Amendment) -> Result<(), Rejected> {
         let reject = |reason: String| Rejected { index, reason };
         let slug = &a.agreement;
-        let previous = last.get(slug).copied();
+        let previous = self.last.get(slug);
         let expected = previous.map_or(1, |p| p.version.saturating_add(1));
         if a.version != expected {
             return Err(reject(match previous {
@@ -320,14 +343,38 @@ pub fn check_histories(amendments: &[Amendment]) -> Result<(), Rejected> {
                 a.version
             )));
         }
-        last.insert(slug, a);
+        let link = Link {
+            version: a.version,
+            hash: a.hash,
+            recorded_at: a.recorded_at,
+        };
+        match self.last.get_mut(slug) {
+            Some(last) => *last = link,
+            None => {
+                self.last.insert(slug.clone(), link);
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// The last version checked of `agreement`, if any was.
+    pub fn last_version(&self, agreement: &Slug) -> Option<Version> {
+        self.last.get(agreement).map(|link| link.version)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slice checked in order, as a backup's lines are.
+    fn check_histories(amendments: &[Amendment]) -> Result<(), Rejected> {
+        let mut check = ChainCheck::default();
+        for (index, a) in amendments.iter().enumerate() {
+            check.next(index, a)?;
+        }
+        Ok(())
+    }
     use chrono::{Duration, NaiveDate, TimeZone};
     use uuid::Uuid;
 
@@ -382,6 +429,13 @@ mod tests {
         ];
         assert_eq!(check_histories(&mixed), Ok(()));
         assert_eq!(check_histories(&[]), Ok(()));
+        // What a second read of a backup ends each agreement at.
+        let mut check = ChainCheck::default();
+        for (i, m) in mixed[..4].iter().enumerate() {
+            check.next(i, m).unwrap();
+        }
+        let last = |s: &str| check.last_version(&Slug::parse(s).unwrap());
+        assert_eq!((last("a"), last("b"), last("c")), (Some(2), Some(2), None));
     }
 
     #[test]

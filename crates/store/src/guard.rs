@@ -6,8 +6,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Hash, HistoryVisitor,
-    ImportFailure, LedgerStore, Slug, Stamper, StoreFailure,
+    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Hash, Histories,
+    HistoryVisitor, ImportFailure, LedgerStore, Slug, Stamper, StoreFailure,
 };
 
 use crate::codec::{body_of, chain_hash, encode};
@@ -83,11 +83,11 @@ impl LedgerStore for SledStore {
 
     fn import(
         &self,
-        amendments: &[Amendment],
+        histories: &mut Histories<'_>,
         stamper: &dyn Stamper,
     ) -> Result<(), ImportFailure<StoreError>> {
         crate::reclaim::writing();
-        self.guarded(|| self.import_unguarded(amendments, stamper))
+        self.guarded(|| self.import_unguarded(histories, stamper))
     }
 
     fn index<'a>(

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use pactum_domain::{check_histories, Amendment, ImportFailure, Rejected, Stamper};
+use pactum_domain::{Amendment, ChainCheck, Histories, ImportFailure, Rejected, Stamper};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use uuid::Uuid;
 
@@ -14,12 +14,6 @@ use crate::codec::*;
 use crate::index::SegmentWriter;
 use crate::pack;
 use crate::{SledStore, StoreError, DIRTY_KEY, ID_ATTEMPTS};
-
-/// An agreement being imported: its new id and its head once every record is in.
-struct Planned {
-    uuid: Uuid,
-    head: StoredHead,
-}
 
 /// The stored bytes of `a`, or why it cannot go into the store as it is.
 fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
@@ -54,15 +48,9 @@ fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
 impl SledStore {
     pub(crate) fn import_unguarded(
         &self,
-        amendments: &[Amendment],
+        histories: &mut Histories<'_>,
         stamper: &dyn Stamper,
     ) -> Result<(), ImportFailure<StoreError>> {
-        check_histories(amendments)?;
-        let records = amendments
-            .iter()
-            .enumerate()
-            .map(|(index, a)| seal_record(a).map_err(|reason| Rejected { index, reason }))
-            .collect::<Result<Vec<_>, _>>()?;
         // Appends wait until the import is in and on disk, readers until it is in.
         let mut writer = self.write_lock();
         let hidden = self.hide();
@@ -70,62 +58,19 @@ impl SledStore {
             return Err(ImportFailure::NotEmpty);
         }
 
-        // One new id per agreement, distinct (only a deterministic test stamper repeats one).
-        let mut plans: BTreeMap<&str, Planned> = BTreeMap::new();
-        let mut taken = BTreeSet::new();
-        for a in amendments {
-            let slug = a.agreement.as_str();
-            if let Some(plan) = plans.get_mut(slug) {
-                plan.head.version = a.version;
-                plan.head.head_hash = a.hash.0;
-                plan.head.recorded_at = micros(a.recorded_at);
-                continue;
-            }
-            let uuid = (0..ID_ATTEMPTS)
-                .map(|_| stamper.new_id(a.recorded_at))
-                .find(|id| taken.insert(*id))
-                .ok_or_else(|| {
-                    ImportFailure::Backend(self.corrupt(format!(
-                        "the stamper gave {ID_ATTEMPTS} agreement ids in a row that are taken"
-                    )))
-                })?;
-            let open = a.open.as_ref();
-            plans.insert(
-                slug,
-                Planned {
-                    uuid,
-                    head: StoredHead {
-                        slug: slug.to_owned(),
-                        name: open.map(|o| o.name.clone()).unwrap_or_default(),
-                        parties: open.map(|o| o.parties.clone()).unwrap_or_default(),
-                        version: a.version,
-                        head_hash: a.hash.0,
-                        recorded_at: micros(a.recorded_at),
-                    },
-                },
-            );
-        }
-        let mut heads = Vec::with_capacity(plans.len());
-        for (slug, plan) in &plans {
-            let bytes = seal_envelope(&plan.head).map_err(|e| {
-                ImportFailure::Backend(self.corrupt(format!("encoding the head of {slug}: {e}")))
-            })?;
-            heads.push((*slug, plan.uuid, bytes));
-        }
-
-        // Written agreement by agreement, its heads last: a restore of a big store never
-        // holds every write at once (one sled transaction of 1.1M amendments took 9 GB). All
-        // or nothing still: until the heads are in, the records, segments and revocations
-        // belong to no agreement, and the sweep at open (under `DIRTY_KEY`, put in sled before
-        // them) takes them out after a crash, as it takes out what an append cut short; a
-        // failure here sweeps them at once.
+        // Written agreement by agreement as the histories come, their heads last: a restore of
+        // a big store never holds the whole backup, nor every write at once (one sled
+        // transaction of 1.1M amendments took 9 GB). All or nothing still: until the heads are
+        // in, the records, segments and revocations belong to no agreement, and the sweep at
+        // open (under `DIRTY_KEY`, put in sled before them) takes them out after a crash, as it
+        // takes out what an append cut short; a failure or a rejection here sweeps them at once.
         if writer.wal.is_some() && !writer.dirty {
             self.db
                 .insert(DIRTY_KEY, &[1u8][..])
                 .map_err(|e| ImportFailure::Backend(self.sled_err(e)))?;
             writer.dirty = true;
         }
-        let written = self.write_histories(amendments, records, &plans, &heads);
+        let written = self.write_histories(histories, stamper);
         let written = match written {
             Ok(bytes) => bytes,
             Err(failure) => {
@@ -141,15 +86,13 @@ impl SledStore {
             .map_err(ImportFailure::Backend)
     }
 
-    /// Writes each agreement's records (packed as one append call's would be) and its index
-    /// entries when the store keeps an index, then every head and slug in one transaction.
-    /// Returns the bytes written.
+    /// Checks and writes each history as it comes: its records (packed as one append call's
+    /// would be) and its index entries when the store keeps an index; then every head and slug
+    /// in one transaction. Returns the bytes written.
     fn write_histories(
         &self,
-        amendments: &[Amendment],
-        mut records: Vec<Vec<u8>>,
-        plans: &BTreeMap<&str, Planned>,
-        heads: &[(&str, Uuid, Vec<u8>)],
+        histories: &mut Histories<'_>,
+        stamper: &dyn Stamper,
     ) -> Result<u64, ImportFailure<StoreError>> {
         let sled_err = |e| ImportFailure::Backend(self.sled_err(e));
         let mut written = 0u64;
@@ -159,57 +102,112 @@ impl SledStore {
             tests::insert_fails()?;
             tree.insert(key, value).map(drop).map_err(sled_err)
         };
-        // Each agreement's amendments, versions 1 on (check_histories).
-        let mut histories: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, a) in amendments.iter().enumerate() {
-            histories.entry(a.agreement.as_str()).or_default().push(i);
-        }
-        for (slug, indices) in histories {
-            let Some(plan) = plans.get(slug) else {
+        let mut check = ChainCheck::default();
+        // Amendments given before the current history: a rejection's index counts from there.
+        let mut given = 0usize;
+        // One new id per agreement, distinct (only a deterministic test stamper repeats one).
+        let mut taken = BTreeSet::new();
+        let mut heads: Vec<(String, Uuid, Vec<u8>)> = Vec::new();
+        for history in histories {
+            let history = history?;
+            let base = given;
+            given += history.len();
+            let (Some(first), Some(last)) = (history.first(), history.last()) else {
                 continue;
             };
-            let sealed = indices.iter().map(|&i| std::mem::take(&mut records[i]));
-            for (last, value) in pack::packs(sealed.collect(), self.pack_records) {
+            let slug = first.agreement.as_str();
+            for (i, a) in history.iter().enumerate() {
+                if a.agreement != first.agreement {
+                    return Err(Rejected {
+                        index: base + i,
+                        reason: format!(
+                            "{} version {} is given within the history of {slug}",
+                            a.agreement, a.version
+                        ),
+                    }
+                    .into());
+                }
+                check.next(base + i, a)?;
+            }
+            // ChainCheck refuses an agreement given again from version 1; this refuses one
+            // continued in a later item, whose first version is past 1.
+            if first.version != 1 {
+                return Err(Rejected {
+                    index: base,
+                    reason: format!("{slug}'s history is given in two parts"),
+                }
+                .into());
+            }
+            let records = history
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    seal_record(a).map_err(|reason| Rejected {
+                        index: base + i,
+                        reason,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let uuid = (0..ID_ATTEMPTS)
+                .map(|_| stamper.new_id(first.recorded_at))
+                .find(|id| taken.insert(*id))
+                .ok_or_else(|| {
+                    ImportFailure::Backend(self.corrupt(format!(
+                        "the stamper gave {ID_ATTEMPTS} agreement ids in a row that are taken"
+                    )))
+                })?;
+            let open = first.open.as_ref();
+            let head = StoredHead {
+                slug: slug.to_owned(),
+                name: open.map(|o| o.name.clone()).unwrap_or_default(),
+                parties: open.map(|o| o.parties.clone()).unwrap_or_default(),
+                version: last.version,
+                head_hash: last.hash.0,
+                recorded_at: micros(last.recorded_at),
+            };
+            let head = seal_envelope(&head).map_err(|e| {
+                ImportFailure::Backend(self.corrupt(format!("encoding the head of {slug}: {e}")))
+            })?;
+            for (last, value) in pack::packs(records, self.pack_records) {
                 put(
                     &self.amendments,
-                    &record_key(&plan.uuid, last as u64 + 1),
+                    &record_key(&uuid, last as u64 + 1),
                     &value,
                 )?;
             }
-            let Some(ix) = &self.index else {
-                continue;
-            };
-            let mut index = SegmentWriter::new(plan.uuid, 0, None, Some(BTreeMap::new()));
-            for &i in &indices {
-                let a = &amendments[i];
-                index.add(a).map_err(|e| Rejected {
-                    index: i,
-                    reason: format!(
-                        "{} version {}: encoding failed: {e}",
-                        a.agreement, a.version
-                    ),
-                })?;
+            if let Some(ix) = &self.index {
+                let mut index = SegmentWriter::new(uuid, 0, None, Some(BTreeMap::new()));
+                for (i, a) in history.iter().enumerate() {
+                    index.add(a).map_err(|e| Rejected {
+                        index: base + i,
+                        reason: format!(
+                            "{} version {}: encoding failed: {e}",
+                            a.agreement, a.version
+                        ),
+                    })?;
+                }
+                index
+                    .finish()
+                    .map_err(|e| ImportFailure::Backend(self.corrupt(format!("index: {e}"))))?;
+                let [segments, revokes] = ix.all();
+                for (k, v) in &index.segments {
+                    put(segments, k, v)?;
+                }
+                for k in &index.revokes {
+                    put(revokes, k, &[])?;
+                }
             }
-            index
-                .finish()
-                .map_err(|e| ImportFailure::Backend(self.corrupt(format!("index: {e}"))))?;
-            let [segments, revokes] = ix.all();
-            for (k, v) in &index.segments {
-                put(segments, k, v)?;
-            }
-            for k in &index.revokes {
-                put(revokes, k, &[])?;
-            }
+            heads.push((slug.to_owned(), uuid, head));
         }
 
         // The heads and slugs in one transaction: the restore is in once they are.
         let result = (&self.agreements, &self.slugs).transaction(|(ag, sl)| {
-            for (slug, uuid, head) in heads {
-                if sl.get(*slug)?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
+            for (slug, uuid, head) in &heads {
+                if sl.get(slug.as_str())?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(()));
                 }
                 ag.insert(uuid.as_bytes(), head.clone())?;
-                sl.insert(*slug, uuid.as_bytes())?;
+                sl.insert(slug.as_str(), uuid.as_bytes())?;
             }
             Ok(())
         });
@@ -220,7 +218,7 @@ impl SledStore {
             Err(TransactionError::Storage(e)) => return Err(sled_err(e)),
         }
         // A head keyed by the agreement's id, and its slug pointing to that id.
-        let linked = |(slug, uuid, head): &(&str, Uuid, Vec<u8>)| {
+        let linked = |(slug, uuid, head): &(String, Uuid, Vec<u8>)| {
             (slug.len() + 2 * uuid.as_bytes().len() + head.len()) as u64
         };
         Ok(written + heads.iter().map(linked).sum::<u64>())
@@ -239,6 +237,7 @@ mod tests {
         Opening, Slug, StepStamper, TermKey, Value,
     };
 
+    use crate::tests::import_all;
     use crate::{OpenMode, SledStore, StoreError};
 
     use super::*;
@@ -331,15 +330,25 @@ mod tests {
         (store, all)
     }
 
+    /// No agreement, and nothing in any tree: a failed import swept what it wrote.
     fn empty(store: &SledStore) -> bool {
-        store.agreements().unwrap().is_empty() && store.amendments.is_empty()
+        store.agreements().unwrap().is_empty()
+            && store
+                .db
+                .tree_names()
+                .iter()
+                .filter(|name| &name[..] != b"__sled__default")
+                .all(|name| {
+                    let name = String::from_utf8_lossy(name);
+                    store.raw_tree(&name).unwrap().is_empty()
+                })
     }
 
     #[test]
     fn an_import_reads_back_as_the_source_and_verifies() {
         let (from, all) = source();
         let to = SledStore::temporary().unwrap();
-        to.import(&all, &stamper()).unwrap();
+        import_all(&to, &all, &stamper()).unwrap();
         assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
         for s in ["acme", "zeta"] {
             assert_eq!(
@@ -386,20 +395,14 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let to = SledStore::open(&dir.path().join("s"), OpenMode::CreateIfMissing).unwrap();
             INSERTS_LEFT.set(Some(inserts));
-            let failed = to.import(&all, &stamper());
+            let failed = import_all(&to, &all, &stamper());
             INSERTS_LEFT.set(None);
             assert!(
                 matches!(failed, Err(ImportFailure::Backend(_))),
                 "{inserts}: {failed:?}"
             );
-            assert!(to.agreements().unwrap().is_empty());
-            for tree in to.db.tree_names() {
-                let name = String::from_utf8_lossy(&tree).into_owned();
-                if name != "__sled__default" {
-                    assert!(to.raw_tree(&name).unwrap().is_empty(), "{inserts}: {name}");
-                }
-            }
-            to.import(&all, &stamper()).unwrap();
+            assert!(empty(&to), "{inserts}");
+            import_all(&to, &all, &stamper()).unwrap();
             assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
             assert!(to.verify(&slug("zeta")).unwrap().is_empty());
         }
@@ -421,7 +424,7 @@ mod tests {
         let (from, all) = source();
         let before = from.dump().unwrap();
         assert!(matches!(
-            from.import(&all, &stamper()),
+            import_all(&from, &all, &stamper()),
             Err(ImportFailure::NotEmpty)
         ));
         assert_eq!(from.dump().unwrap(), before);
@@ -431,7 +434,7 @@ mod tests {
     fn a_changed_or_broken_history_is_refused_and_nothing_written() {
         let (_, all) = source();
         let to = SledStore::temporary().unwrap();
-        let rejected = |amendments: &[Amendment]| match to.import(amendments, &stamper()) {
+        let rejected = |amendments: &[Amendment]| match import_all(&to, amendments, &stamper()) {
             Err(ImportFailure::Rejected(r)) => r,
             other => panic!("{other:?}"),
         };
@@ -454,6 +457,57 @@ mod tests {
         assert!(r.reason.contains("cannot hold it exactly"), "{}", r.reason);
 
         assert!(empty(&to));
+    }
+
+    /// Each history is written as it comes, so a refusal in a later one, or a source that
+    /// fails part way, comes after earlier histories were written: they are swept, and the
+    /// index counts the amendments in the order given.
+    #[test]
+    fn a_later_refusal_or_a_failing_source_leaves_nothing() {
+        let (from, all) = source();
+        let (acme, zeta) = all.split_at(3);
+        let to = SledStore::temporary().unwrap();
+        let import = |histories: Vec<Result<Vec<Amendment>, Rejected>>| match to
+            .import(&mut histories.into_iter(), &stamper())
+        {
+            Err(ImportFailure::Rejected(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let mut edited = acme.to_vec();
+        edited[1].title = "Changed".into();
+        let r = import(vec![Ok(zeta.to_vec()), Ok(edited)]);
+        assert_eq!(r.index, 2, "{}", r.reason);
+        assert!(r.reason.contains("does not match its hash"), "{}", r.reason);
+        assert!(empty(&to));
+
+        let unreadable = Rejected {
+            index: 3,
+            reason: "cannot read".into(),
+        };
+        let r = import(vec![Ok(acme.to_vec()), Err(unreadable.clone())]);
+        assert_eq!(r, unreadable);
+        assert!(empty(&to));
+
+        // One agreement given in two parts, or within another's history.
+        let r = import(vec![Ok(acme[..1].to_vec()), Ok(acme[1..].to_vec())]);
+        assert_eq!(r.index, 1);
+        assert!(r.reason.contains("two parts"), "{}", r.reason);
+        let r = import(vec![Ok([zeta, acme].concat())]);
+        assert_eq!(r.index, 1);
+        assert!(
+            r.reason.contains("within the history of zeta"),
+            "{}",
+            r.reason
+        );
+        assert!(empty(&to));
+
+        // Then a whole backup goes in.
+        to.import(
+            &mut [Ok(zeta.to_vec()), Ok(acme.to_vec())].into_iter(),
+            &stamper(),
+        )
+        .unwrap();
+        assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{Duration, NaiveDate, TimeZone};
-use pactum_domain::{Change, Currency, Decimal, DraftFields, Money, Opening, TermKey, Value};
+use pactum_domain::{
+    Change, Currency, Decimal, DraftFields, ImportFailure, Money, Opening, TermKey, Value,
+};
 use pactum_domain::{Draft, StepStamper};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -81,7 +83,23 @@ fn req(agreement: &str, expected_version: u64, drafts: Vec<Draft>) -> AppendRequ
     }
 }
 
-/// A value of every kind, lists nested in lists.
+/// Imports `all` (whole histories, possibly interleaved) one agreement at a time, as
+/// `import` takes them.
+pub(crate) fn import_all(
+    store: &SledStore,
+    all: &[Amendment],
+    stamper: &dyn Stamper,
+) -> Result<(), ImportFailure<StoreError>> {
+    let mut histories: Vec<Vec<Amendment>> = Vec::new();
+    for a in all {
+        match histories.iter_mut().find(|h| h[0].agreement == a.agreement) {
+            Some(h) => h.push(a.clone()),
+            None => histories.push(vec![a.clone()]),
+        }
+    }
+    store.import(&mut histories.into_iter().map(Ok), stamper)
+}
+
 /// One set of every value kind, lists nested; shared with the fuzz tests.
 pub(crate) fn every_value() -> Vec<Change> {
     let usd = Money {

@@ -11,7 +11,7 @@ use pactum_domain::{AppendRequest, Draft, DraftFields, LedgerStore, Opening, Ste
 use sled::IVec;
 
 use super::*;
-use crate::tests::without_slug_and_head;
+use crate::tests::{import_all, without_slug_and_head};
 use crate::{reopen, OpenMode};
 
 fn stamper() -> StepStamper {
@@ -215,7 +215,7 @@ fn an_import_builds_the_same_index() {
     let from = SledStore::temporary().unwrap();
     let all = history(&from, 150, &[5, 1, 70], 3);
     let to = SledStore::temporary().unwrap();
-    to.import(&all, &stamper()).unwrap();
+    import_all(&to, &all, &stamper()).unwrap();
     let index = to.index(&slug()).unwrap().expect("an index");
     check_answers(index.as_ref(), &all);
     drop(index);
