@@ -1,19 +1,19 @@
 //! `import`: whole histories from a backup into an empty store. Each record is sealed here with
 //! the same codec and hash rule as append, and refused unless the hash it carries is the one
 //! recomputed and it decodes back to exactly the amendment given; then each agreement's records
-//! and query index entries are written, every head and slug last in one transaction (what a
-//! failure or a crash leaves before that is swept), and made durable as append does.
+//! and query index entries are written, every head and slug last, all under `RESTORING_KEY`
+//! (what a failure or a crash leaves before the key is taken away is emptied), and made durable
+//! as append does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use pactum_domain::{Amendment, ChainCheck, Histories, ImportFailure, Rejected, Stamper};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use uuid::Uuid;
 
 use crate::codec::*;
 use crate::index::SegmentWriter;
 use crate::pack;
-use crate::{SledStore, StoreError, DIRTY_KEY, ID_ATTEMPTS};
+use crate::{SledStore, StoreError, DIRTY_KEY, ID_ATTEMPTS, RESTORING_KEY};
 
 /// The stored bytes of `a`, or why it cannot go into the store as it is.
 fn seal_record(a: &Amendment) -> Result<Vec<u8>, String> {
@@ -60,21 +60,34 @@ impl SledStore {
 
         // Written agreement by agreement as the histories come, their heads last: a restore of
         // a big store never holds the whole backup, nor every write at once (one sled
-        // transaction of 1.1M amendments took 9 GB). All or nothing still: until the heads are
-        // in, the records, segments and revocations belong to no agreement, and the sweep at
-        // open (under `DIRTY_KEY`, put in sled before them) takes them out after a crash, as it
-        // takes out what an append cut short; a failure or a rejection here sweeps them at once.
-        if writer.wal.is_some() && !writer.dirty {
+        // transaction of 1.1M amendments took 9 GB, one of 100,000 heads 0.9 GB). All or
+        // nothing still: `RESTORING_KEY` goes into sled before the first write and comes out
+        // after the last, and an open that finds it empties every tree (the store was empty);
+        // a failure or a rejection here empties them at once. `DIRTY_KEY` first, as for an
+        // append: keys went into sled outside a checkpoint.
+        let mark = |key: &[u8]| {
             self.db
-                .insert(DIRTY_KEY, &[1u8][..])
-                .map_err(|e| ImportFailure::Backend(self.sled_err(e)))?;
+                .insert(key, &[1u8][..])
+                .map(drop)
+                .map_err(|e| ImportFailure::Backend(self.sled_err(e)))
+        };
+        if writer.wal.is_some() && !writer.dirty {
+            mark(DIRTY_KEY)?;
             writer.dirty = true;
         }
-        let written = self.write_histories(histories, stamper);
+        mark(RESTORING_KEY)?;
+        let written = self
+            .write_histories(histories, stamper)
+            .and_then(|written| {
+                self.db
+                    .remove(RESTORING_KEY)
+                    .map_err(|e| ImportFailure::Backend(self.sled_err(e)))?;
+                Ok(written)
+            });
         let written = match written {
             Ok(bytes) => bytes,
             Err(failure) => {
-                if let Err(e) = self.sweep() {
+                if let Err(e) = self.undo_restore() {
                     writer.failed = Some(format!("a restore failed and was not undone: {e}"));
                 }
                 return Err(failure);
@@ -87,8 +100,8 @@ impl SledStore {
     }
 
     /// Checks and writes each history as it comes: its records (packed as one append call's
-    /// would be) and its index entries when the store keeps an index; then every head and slug
-    /// in one transaction. Returns the bytes written.
+    /// would be) and its index entries when the store keeps an index; then every head and slug.
+    /// Returns the bytes written.
     fn write_histories(
         &self,
         histories: &mut Histories<'_>,
@@ -200,22 +213,10 @@ impl SledStore {
             heads.push((slug.to_owned(), uuid, head));
         }
 
-        // The heads and slugs in one transaction: the restore is in once they are.
-        let result = (&self.agreements, &self.slugs).transaction(|(ag, sl)| {
-            for (slug, uuid, head) in &heads {
-                if sl.get(slug.as_str())?.is_some() || ag.get(uuid.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-                ag.insert(uuid.as_bytes(), head.clone())?;
-                sl.insert(slug.as_str(), uuid.as_bytes())?;
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => {}
-            // Another writer of this process got in since the emptiness check.
-            Err(TransactionError::Abort(())) => return Err(ImportFailure::NotEmpty),
-            Err(TransactionError::Storage(e)) => return Err(sled_err(e)),
+        // The heads and slugs: the restore is in once `RESTORING_KEY` is taken away after them.
+        for (slug, uuid, head) in &heads {
+            put(&self.agreements, uuid.as_bytes(), head)?;
+            put(&self.slugs, slug.as_bytes(), uuid.as_bytes())?;
         }
         // A head keyed by the agreement's id, and its slug pointing to that id.
         let linked = |(slug, uuid, head): &(String, Uuid, Vec<u8>)| {
@@ -386,26 +387,47 @@ mod tests {
         }
     }
 
-    /// A restore that fails after writing part of the backup leaves the store empty, and a
-    /// restore after it goes through.
+    /// A restore that fails after writing part of the backup, its heads included, leaves the
+    /// store empty, and a restore after it goes through.
     #[test]
     fn a_restore_that_fails_halfway_leaves_nothing() {
         let (from, all) = source();
-        for inserts in [0, 1, 2, 3] {
-            let dir = tempfile::tempdir().unwrap();
-            let to = SledStore::open(&dir.path().join("s"), OpenMode::CreateIfMissing).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let to = SledStore::open(&dir.path().join("s"), OpenMode::CreateIfMissing).unwrap();
+        let mut inserts = 0;
+        loop {
             INSERTS_LEFT.set(Some(inserts));
-            let failed = import_all(&to, &all, &stamper());
+            let result = import_all(&to, &all, &stamper());
             INSERTS_LEFT.set(None);
-            assert!(
-                matches!(failed, Err(ImportFailure::Backend(_))),
-                "{inserts}: {failed:?}"
-            );
-            assert!(empty(&to), "{inserts}");
-            import_all(&to, &all, &stamper()).unwrap();
-            assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
-            assert!(to.verify(&slug("zeta")).unwrap().is_empty());
+            match result {
+                Ok(()) => break,
+                Err(ImportFailure::Backend(_)) => assert!(empty(&to), "{inserts}"),
+                Err(e) => panic!("{inserts}: {e:?}"),
+            }
+            inserts += 1;
         }
+        // Two packs of records, two segments, then two heads and two slugs.
+        assert_eq!(inserts, 8);
+        assert_eq!(to.agreements().unwrap(), from.agreements().unwrap());
+        assert!(to.verify(&slug("zeta")).unwrap().is_empty());
+    }
+
+    /// A restore cut short at its last moment (every key in, `RESTORING_KEY` not yet taken away)
+    /// is emptied by the next open.
+    #[test]
+    fn a_restore_cut_short_is_emptied_at_the_next_open() {
+        let (_, all) = source();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let to = SledStore::open(&path, OpenMode::CreateIfMissing).unwrap();
+        import_all(&to, &all, &stamper()).unwrap();
+        to.db.insert(RESTORING_KEY, &[1u8][..]).unwrap();
+        drop(to);
+        let reopened = crate::reopen(&path).unwrap();
+        assert!(empty(&reopened));
+        assert!(!reopened.db.contains_key(RESTORING_KEY).unwrap());
+        import_all(&reopened, &all, &stamper()).unwrap();
+        assert_eq!(reopened.agreements().unwrap().len(), 2);
     }
 
     #[test]
