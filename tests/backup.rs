@@ -100,6 +100,29 @@ fn export_restore_export_is_byte_identical() {
     assert_eq!(export_all(&env, &piped), backup);
 }
 
+/// A backup given as a pipe (`restore <(zcat backup.gz)`) is read twice like any other: it is
+/// copied to a temporary file first.
+#[test]
+fn a_backup_read_from_a_named_pipe_restores() {
+    let env = two_ledgers();
+    let backup = env.run(&["export", "--all"]).ok().to_owned();
+    let fifo = env.path().join("backup.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let writer = {
+        let (fifo, backup) = (fifo.clone(), backup.clone());
+        std::thread::spawn(move || std::fs::write(fifo, backup).unwrap())
+    };
+    let target = fresh(&env, "from-pipe");
+    let out = run_on(&env, &target, &["restore", fifo.to_str().unwrap()]);
+    writer.join().unwrap();
+    assert!(out.ok().starts_with("restored 14 amendment(s)"));
+    assert_eq!(export_all(&env, &target), backup);
+}
+
 #[test]
 fn the_golden_export_restores_to_the_golden_hashes() {
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden-v1");

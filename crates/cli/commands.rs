@@ -382,20 +382,30 @@ fn dispatch(cli: &Cli) -> Result<Outcome, Failure> {
     }
 }
 
-/// Opens and checks a backup. Standard input is copied to an unnamed temporary file first, so
-/// that it can be read twice (checked, then restored) without being held in memory.
+/// Opens and checks a backup. Standard input, or a file that is not a regular one (a pipe, as
+/// `<(zcat backup.gz)` gives), is copied to an unnamed temporary file first, so that it can be
+/// read twice (checked, then restored) without being held in memory.
 fn read_backup(file: &str) -> Result<Backup<File>, Failure> {
     let cannot = |e: std::io::Error| Failure::refused(format!("{file}: cannot read: {e}"));
-    let source = if file == "-" {
+    let spooled = |from: &mut dyn Read| {
         let mut spool = tempfile::tempfile().map_err(|e| {
             Failure::refused(format!(
-                "-: cannot make a temporary file to read it into: {e}"
+                "{file}: cannot make a temporary file to read it into: {e}"
             ))
         })?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut spool).map_err(cannot)?;
-        spool
+        std::io::copy(from, &mut spool).map_err(cannot)?;
+        Ok::<File, Failure>(spool)
+    };
+    if file == "-" {
+        let source = spooled(&mut std::io::stdin().lock())?;
+        return Ok(Backup::read::<SledStore>(file, source)?);
+    }
+    let mut opened = File::open(Path::new(file)).map_err(cannot)?;
+    let kind = opened.metadata().map_err(cannot)?.file_type();
+    let source = if kind.is_file() {
+        opened
     } else {
-        File::open(Path::new(file)).map_err(cannot)?
+        spooled(&mut opened)?
     };
     Ok(Backup::read::<SledStore>(file, source)?)
 }
