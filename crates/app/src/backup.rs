@@ -160,11 +160,15 @@ impl<R: Read> Iterator for BackupHistories<'_, R> {
             let Some(last) = self.chains.last_version(&amendment.agreement) else {
                 return Some(Err(self.refuse(line, CHANGED.into())));
             };
-            let complete = amendment.version >= last;
-            let slug = amendment.agreement.clone();
-            let held = self.held.entry(slug.clone()).or_default();
-            held.push((line, amendment));
-            if complete {
+            let complete = (amendment.version >= last).then(|| amendment.agreement.clone());
+            match self.held.get_mut(&amendment.agreement) {
+                Some(held) => held.push((line, amendment)),
+                None => {
+                    let slug = amendment.agreement.clone();
+                    self.held.insert(slug, vec![(line, amendment)]);
+                }
+            }
+            if let Some(slug) = complete {
                 let history = self.held.remove(&slug).unwrap_or_default();
                 let (lines, amendments): (Vec<usize>, Vec<Amendment>) = history.into_iter().unzip();
                 self.given.extend(lines);
@@ -178,13 +182,17 @@ impl<R: Read> Iterator for BackupHistories<'_, R> {
 /// small backups cross from one batch to the next.
 const CHECKED_TOGETHER: usize = if cfg!(test) { 4 } else { 4096 };
 
+/// What a backup's line gave: its number with a line or an amendment, or its number and why it
+/// is refused.
+type AtLine<T> = Result<(usize, T), (usize, String)>;
+
 /// Reads and hashes a batch of lines on up to `workers` threads; the results in line order.
 fn parse_and_hash(
-    batch: Vec<Result<(usize, String), (usize, String)>>,
+    batch: Vec<AtLine<String>>,
     workers: usize,
     seal: fn(&Amendment) -> Result<Hash, String>,
-) -> Vec<Result<(usize, Amendment), (usize, String)>> {
-    let check = |read: Result<(usize, String), (usize, String)>| {
+) -> Vec<AtLine<Amendment>> {
+    let check = |read: AtLine<String>| {
         let (line, amendment) = parse(read?)?;
         check_hash(&amendment, seal).map_err(|e| {
             let at = format!("{} version {}", amendment.agreement, amendment.version);
@@ -218,7 +226,7 @@ fn parse_and_hash(
 }
 
 /// The amendment a line holds.
-fn parse((line, text): (usize, String)) -> Result<(usize, Amendment), (usize, String)> {
+fn parse((line, text): (usize, String)) -> AtLine<Amendment> {
     parse_amendment(&text)
         .map(|a| (line, a))
         .map_err(|e| (line, e.to_string()))
@@ -270,7 +278,7 @@ impl<B: BufRead> Lines<B> {
 }
 
 impl<B: BufRead> Iterator for Lines<B> {
-    type Item = Result<(usize, String), (usize, String)>;
+    type Item = AtLine<String>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.ended {
