@@ -297,6 +297,8 @@ mod tests {
     use pactum_store::SledStore;
 
     use std::io::Cursor;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     use super::*;
     use crate::{json, Anchor, Ledger, Submission};
@@ -438,6 +440,54 @@ mod tests {
         let to = ledger();
         to.restore(&mut backup).unwrap();
         assert_eq!(to.export_all().unwrap(), from.export_all().unwrap());
+    }
+
+    /// A source that reads until told to fail, then panics: a reader that stops without an
+    /// error of its own.
+    struct Breaking {
+        inner: Cursor<Vec<u8>>,
+        after: Arc<AtomicUsize>,
+    }
+
+    impl Read for Breaking {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let left = self.after.load(Ordering::SeqCst);
+            assert!(left > 0, "the source broke");
+            self.after.store(left - 1, Ordering::SeqCst);
+            // A few bytes at a time, so that it breaks part way through.
+            let n = buf.len().min(64);
+            self.inner.read(&mut buf[..n])
+        }
+    }
+
+    impl Seek for Breaking {
+        fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+            self.inner.seek(to)
+        }
+    }
+
+    /// If the thread that reads the backup again dies part way, the store must not take the
+    /// histories it was given so far for the whole backup.
+    #[test]
+    fn a_reader_that_dies_part_way_restores_nothing() {
+        let (_, lines) = exported();
+        let text = lines.join("\n") + "\n";
+        let after = Arc::new(AtomicUsize::new(usize::MAX));
+        let source = Breaking {
+            inner: Cursor::new(text.into_bytes()),
+            after: Arc::clone(&after),
+        };
+        let mut backup = Backup::read::<SledStore>("b.jsonl", source).unwrap();
+        // Past the first agreement's three lines, before the second's.
+        after.store(
+            lines[..4].iter().map(String::len).sum::<usize>() / 64,
+            Ordering::SeqCst,
+        );
+        let to = ledger();
+        let died =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| to.restore(&mut backup)));
+        assert!(died.is_err(), "{died:?}");
+        assert_eq!(to.agreements().unwrap(), vec![]);
     }
 
     /// A backup changed between the check and the restore is refused by the store (its hash

@@ -9,8 +9,8 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
     AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Change, Draft, Hash,
-    HistoryIndex, ImportFailure, LedgerStore, Slug, Stamper, StoreFailure, TermKey, VerifyFinding,
-    Version,
+    HistoryIndex, ImportFailure, LedgerStore, Rejected, Slug, Stamper, StoreFailure, TermKey,
+    VerifyFinding, Version,
 };
 use pactum_projection::{
     in_force_via_index, revoked_by_via_index, Cut, Diff, Extended, HistoryRow, MemoryIndex, Point,
@@ -564,13 +564,31 @@ impl<S: LedgerStore> Ledger<S> {
             let (give, take) = std::sync::mpsc::sync_channel(RESTORE_HISTORIES_AHEAD);
             let reader = scope.spawn(move || {
                 for history in histories.by_ref() {
-                    if give.send(history).is_err() {
-                        break; // the store stopped reading
+                    if give.send(Some(history)).is_err() {
+                        return histories; // the store stopped reading
                     }
                 }
+                let _ = give.send(None);
                 histories
             });
-            let imported = self.store.import(&mut take.iter(), self.stamper.as_ref());
+            // The end is said, not inferred: a reader that dies part way must not pass for a
+            // backup read to its end, or the store would take what came before as all of it.
+            let mut ended = false;
+            let mut given = std::iter::from_fn(|| {
+                if ended {
+                    return None;
+                }
+                let next = take.recv();
+                ended = !matches!(next, Ok(Some(_)));
+                match next {
+                    Ok(history) => history,
+                    Err(_) => Some(Err(Rejected {
+                        index: usize::MAX,
+                        reason: "the backup could not be read to its end".into(),
+                    })),
+                }
+            });
+            let imported = self.store.import(&mut given, self.stamper.as_ref());
             drop(take);
             let histories = reader
                 .join()
