@@ -29,8 +29,9 @@ pub struct Backup<R> {
 
 impl<R: Read + Seek> Backup<R> {
     /// Reads a backup from the start of `source` (`file` names it in messages) and checks it
-    /// with `S`'s hash rule. Blank lines are skipped. A backup cut short after a whole line reads as a shorter
-    /// history: compare the restored heads with `agreements`, or anchor them (`verify --head`).
+    /// with `S`'s hash rule. Blank lines are skipped. A backup cut short after a whole line
+    /// reads as a shorter history: compare the restored heads with `agreements`, or anchor
+    /// them (`verify --head`).
     pub fn read<S: LedgerStore>(file: &str, mut source: R) -> Result<Backup<R>, AppError> {
         let refuse = |line: usize, message: String| AppError::Backup {
             file: file.to_owned(),
