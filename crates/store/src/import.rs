@@ -115,6 +115,7 @@ impl SledStore {
             tests::insert_fails()?;
             tree.insert(key, value).map(drop).map_err(sled_err)
         };
+        let mut check = ChainCheck::default();
         // Amendments given before the current history: a rejection's index counts from there.
         let mut given = 0usize;
         // One new id per agreement, distinct (only a deterministic test stamper repeats one).
@@ -129,15 +130,6 @@ impl SledStore {
                 continue;
             };
             let slug = first.agreement.as_str();
-            if heads.contains_key(slug) {
-                return Err(Rejected {
-                    index: base,
-                    reason: format!("{slug}'s history is given in two parts"),
-                }
-                .into());
-            }
-            // The whole history is one agreement's, so the chain is checked afresh.
-            let mut check = ChainCheck::default();
             for (i, a) in history.iter().enumerate() {
                 if a.agreement != first.agreement {
                     return Err(Rejected {
@@ -150,6 +142,15 @@ impl SledStore {
                     .into());
                 }
                 check.next(base + i, a)?;
+            }
+            // The chain check refuses an agreement given again from version 1; this refuses
+            // one continued in a later item.
+            if heads.contains_key(slug) {
+                return Err(Rejected {
+                    index: base,
+                    reason: format!("{slug}'s history is given in two parts"),
+                }
+                .into());
             }
             let records = history
                 .iter()
