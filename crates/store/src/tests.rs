@@ -1115,6 +1115,51 @@ fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
 }
 
 #[test]
+fn readers_from_both_ends_give_every_agreement_once_in_version_order() {
+    // Long histories at both ends, where the two readers start (ids count up with creation),
+    // short ones between, and heads without records around the middle, where they meet. Where
+    // they meet depends on the threads, so the pass runs many times.
+    let store = SledStore::temporary().unwrap();
+    let stamper = stamper();
+    let count = 30;
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let name = format!("agreement-{n:02}");
+        let mut drafts = vec![opening(&name, vec![set("fee.base", Value::Int(n))])];
+        let extra = if n == 0 || n == count - 1 { 400 } else { n % 4 };
+        for v in 0..extra {
+            drafts.push(amend(
+                &name,
+                &format!("v{v}"),
+                vec![set("fee.base", Value::Int(v))],
+            ));
+        }
+        store.append(&[req(&name, 0, drafts)], &stamper).unwrap();
+        ids.push(store.uuid_of(&slug(&name)).unwrap().unwrap());
+    }
+    let records = store.raw_tree("amendments").unwrap();
+    for n in [9, 13, 14, 15, 16, 20] {
+        for kv in records.scan_prefix(ids[n as usize].as_bytes()) {
+            records.remove(kv.unwrap().0).unwrap();
+        }
+    }
+    let expected = OneByOne(&store).histories();
+    assert_eq!(expected.iter().filter(|(_, h)| h.is_empty()).count(), 6);
+    for _ in 0..25 {
+        let seen = std::sync::Mutex::new(Vec::new());
+        store
+            .for_each_history(&|head, records| {
+                let history: Vec<Amendment> = records.map(Result::unwrap).collect();
+                seen.lock().unwrap().push((head, history));
+            })
+            .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_by(|a, b| a.0.agreement.cmp(&b.0.agreement));
+        assert_eq!(seen, expected);
+    }
+}
+
+#[test]
 fn one_pass_gives_a_head_without_records_an_empty_history_and_skips_records_without_a_head() {
     let store = SledStore::temporary().unwrap();
     let stamper = stamper();
