@@ -8,13 +8,13 @@ use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
-    AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Change, Draft, Hash,
-    HistoryIndex, ImportFailure, LedgerStore, Rejected, Slug, Stamper, StoreFailure, TermKey,
+    AgreementHead, Amendment, AmendmentView, AppendRequest, BoxedIndex, ChainReport, Change, Draft,
+    Hash, HistoryIndex, ImportFailure, LedgerStore, Rejected, Slug, Stamper, StoreFailure, TermKey,
     VerifyFinding, Version,
 };
 use pactum_projection::{
-    in_force_via_index, revoked_by_via_index, Cut, Diff, Extended, HistoryRow, MemoryIndex, Point,
-    ProjectionError, ReplayStep, TermsAt, Timeline,
+    in_force_via_index, revoked_by_via_index, terms_of_history, Cut, Diff, Extended, HistoryRow,
+    MemoryIndex, Point, ProjectionError, ReplayStep, TermsAt, Timeline,
 };
 use uuid::Uuid;
 
@@ -306,29 +306,55 @@ impl<S: LedgerStore> Ledger<S> {
     }
 
     /// Every agreement's timeline, from one pass over the store, handed to `visit` with the
-    /// agreement's head, agreements in any order and possibly from several threads at once: a
-    /// replay of everything, and the primitive of questions across the portfolio (which
-    /// agreements have a term in force on a day). A timeline that cannot be built (a damaged
-    /// history) is handed over as its error; a store that cannot be read ends the pass.
+    /// agreement's head, agreements in any order and possibly from several threads at once: for
+    /// a caller that asks each agreement several questions. A timeline that cannot be built (a
+    /// damaged history) is handed over as its error; a store that cannot be read ends the pass.
     pub fn for_each_timeline(
         &self,
         visit: impl Fn(&AgreementHead, Result<Timeline, AppError>) + Sync,
     ) -> Result<(), AppError> {
+        self.for_each_projected(|history| Timeline::from_views(history), visit)
+    }
+
+    /// Every agreement's terms at its latest version on `on` (SPEC §3), from one pass over the
+    /// store, each history folded once as it is read ([`terms_of_history`]): a replay of
+    /// everything, and the primitive of questions across the portfolio (which agreements have a
+    /// term in force on a day, which lapse soon). Handed to `visit` as
+    /// [`Ledger::for_each_timeline`] hands over timelines.
+    pub fn for_each_terms(
+        &self,
+        on: NaiveDate,
+        visit: impl Fn(&AgreementHead, Result<TermsAt, AppError>) + Sync,
+    ) -> Result<(), AppError> {
+        let latest = Point {
+            version: Version::MAX,
+            on,
+        };
+        self.for_each_projected(|history| terms_of_history(history, latest), visit)
+    }
+
+    /// The pass of [`Ledger::for_each_timeline`] and [`Ledger::for_each_terms`]: `project`
+    /// takes each history as it is read.
+    fn for_each_projected<T>(
+        &self,
+        project: impl for<'r> Fn(&mut dyn Iterator<Item = AmendmentView<'r>>) -> Result<T, ProjectionError>
+            + Sync,
+        visit: impl Fn(&AgreementHead, Result<T, AppError>) + Sync,
+    ) -> Result<(), AppError> {
         self.store
             .for_each_history(&|head, records| {
-                // Indexed as they are decoded; the first record that cannot be read ends it.
+                // Projected as they are read; the first record that cannot be read ends it.
                 let mut unreadable = None;
-                let history = records.map_while(|r| r.map_err(|e| unreadable = Some(e)).ok());
-                let timeline =
-                    Timeline::from_history(history).map_err(|source| AppError::Projection {
-                        agreement: head.agreement.clone(),
-                        source,
-                    });
-                let timeline = match unreadable {
+                let mut history = records.map_while(|r| r.map_err(|e| unreadable = Some(e)).ok());
+                let projected = project(&mut history).map_err(|source| AppError::Projection {
+                    agreement: head.agreement.clone(),
+                    source,
+                });
+                let projected = match unreadable {
                     Some(e) => Err(AppError::store(e)),
-                    None => timeline,
+                    None => projected,
                 };
-                visit(&head, timeline);
+                visit(&head, projected);
             })
             .map_err(AppError::store)
     }
@@ -990,6 +1016,63 @@ mod tests {
 
     fn ledger() -> Ledger<SledStore> {
         Ledger::new(SledStore::temporary().unwrap(), stamper())
+    }
+
+    #[test]
+    fn the_terms_of_one_pass_are_each_agreements_latest_terms() {
+        let l = ledger();
+        let lapsing = Change::Set {
+            term: TermKey::parse("w").unwrap(),
+            value: Value::Int(9),
+            text: Some("until spring".into()),
+            until: Some(day("2024-04-01")),
+        };
+        l.append(&[
+            draft("a", "2024-01-01", true, vec![set("x", 1), lapsing]),
+            draft("b", "2024-01-01", true, vec![set("y", 1)]),
+            draft("a", "2024-02-01", false, vec![remove("x"), set("z", 3)]),
+            // Retroactive, and pending on the earlier days asked.
+            draft("a", "2024-01-15", false, vec![set("z", 2)]),
+            draft("b", "2026-01-01", false, vec![set("y", 5)]),
+            draft("c", "2023-06-01", true, vec![set("x", 7)]),
+        ])
+        .unwrap();
+        let revoking = Draft::new(DraftFields {
+            agreement: Slug::parse("a").unwrap(),
+            title: "a takes back its remove".into(),
+            effective: day("2024-03-01"),
+            summary: None,
+            sources: vec![],
+            expect_version: None,
+            revokes: vec![2],
+            open: None,
+            changes: vec![set("v", 1)],
+        })
+        .unwrap();
+        l.append(&[Submission {
+            file: "revoke.toml".into(),
+            draft: revoking,
+        }])
+        .unwrap();
+        for on in ["2023-07-01", "2024-03-15", "2024-06-01", "2027-01-01"] {
+            let seen = std::sync::Mutex::new(Vec::new());
+            l.for_each_terms(day(on), |head, terms| {
+                seen.lock()
+                    .unwrap()
+                    .push((head.agreement.clone(), terms.unwrap()));
+            })
+            .unwrap();
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort_by(|x, y| x.0.cmp(&y.0));
+            assert_eq!(seen.len(), 3);
+            for (slug, terms) in seen {
+                assert_eq!(
+                    terms,
+                    l.terms(&slug, Cut::Latest, day(on)).unwrap(),
+                    "{slug} {on}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod memory_index;
 pub mod stamp;
 mod store;
 mod value;
+mod view;
 
 pub use amendment::{Amendment, Change, Draft, DraftError, DraftFields, Hash, Opening, Version};
 pub use ident::{IdentError, Slug, TermKey};
@@ -28,3 +29,4 @@ pub use store::{
     HistoryVisitor, ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
 };
 pub use value::{Currency, Decimal, Money, Value, ValueError};
+pub use view::{AmendmentView, ChangeView};

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::{Amendment, Change, Draft, Hash, Slug, Stamper, TermKey, Version};
+use crate::{Amendment, AmendmentView, Change, Draft, Hash, Slug, Stamper, TermKey, Version};
 
 /// What a store keeps about an agreement's latest state, without reading its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,14 +87,15 @@ pub trait LedgerStore {
     /// Every agreement's head and amendments (in version order), one agreement per call of
     /// `visit`, agreements in any order and possibly from several threads at once: the pass
     /// over the whole store that a replay of everything, or a query across the portfolio,
-    /// makes. The amendments come as an iterator that may decode them as it goes (so a long
-    /// history is never all decoded at once); an item that cannot be read is an error, and the
-    /// visitor may stop there. The default reads agreement by agreement; a backend overrides it
-    /// with one sequential read.
+    /// makes. The amendments come as [`AmendmentView`]s (what the projections read, borrowed
+    /// from the stored bytes where the backend can) from an iterator that may decode them as it
+    /// goes (so a long history is never all decoded at once); an item that cannot be read is an
+    /// error, and the visitor may stop there. The default reads agreement by agreement; a
+    /// backend overrides it with one sequential read.
     fn for_each_history(&self, visit: &HistoryVisitor<'_, Self::Error>) -> Result<(), Self::Error> {
         for head in self.agreements()? {
             let history = self.amendments(&head.agreement)?;
-            visit(head, &mut history.into_iter().map(Ok));
+            visit(head, &mut history.iter().map(|a| Ok(AmendmentView::of(a))));
         }
         Ok(())
     }
@@ -170,9 +171,11 @@ impl Placement {
 /// A [`HistoryIndex`] as a store hands it out.
 pub type BoxedIndex<'a, E> = Box<dyn HistoryIndex<Error = E> + 'a>;
 
-/// What [`LedgerStore::for_each_history`] calls for each agreement.
-pub type HistoryVisitor<'v, E> =
-    dyn Fn(AgreementHead, &mut dyn Iterator<Item = Result<Amendment, E>>) + Sync + 'v;
+/// What [`LedgerStore::for_each_history`] calls for each agreement. The views borrow what the
+/// pass read, so they last as long as the call.
+pub type HistoryVisitor<'v, E> = dyn for<'r> Fn(AgreementHead, &mut (dyn Iterator<Item = Result<AmendmentView<'r>, E>> + 'r))
+    + Sync
+    + 'v;
 
 /// Indexed access to ONE agreement's history: enough to answer SPEC §3 at any point without
 /// reading every record. It describes the history as it stood when the index was opened:

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use pactum_domain::{Amendment, Change, Draft, TermKey, Value, Version};
+use pactum_domain::{Amendment, AmendmentView, Change, ChangeView, Draft, TermKey, Value, Version};
 
 use crate::types::{
     compare, Cut, Diff, Entry, HistoryRow, Op, Pending, Point, ReplayStep, TermsAt,
@@ -164,6 +164,40 @@ impl Timeline {
                 recorded_at,
                 title,
                 revokes: &revokes,
+                changes,
+            };
+            timeline.index(next, Place::Append);
+        }
+        Ok(timeline.sorted())
+    }
+
+    /// As [`Timeline::from_history`], from the views a pass over the store gives
+    /// ([`pactum_domain::LedgerStore::for_each_history`]): each value is moved into the index,
+    /// each title and text copied once.
+    pub fn from_views<'a>(
+        views: impl IntoIterator<Item = AmendmentView<'a>>,
+    ) -> Result<Timeline, ProjectionError> {
+        let views = views.into_iter();
+        let mut timeline = Timeline::with_capacity(views.size_hint().0);
+        for (expected, v) in (1..).zip(views) {
+            check_next(expected, v.version)?;
+            let changes = v.changes.into_iter().map(|c| match c {
+                ChangeView::Set {
+                    term,
+                    value,
+                    text,
+                    until,
+                } => (
+                    Cow::Owned(term),
+                    Some((value, text.map(Cow::into_owned), until)),
+                ),
+                ChangeView::Remove { term } => (Cow::Owned(term), None),
+            });
+            let next = Next {
+                effective: v.effective,
+                recorded_at: v.recorded_at,
+                title: v.title.into_owned(),
+                revokes: &v.revokes,
                 changes,
             };
             timeline.index(next, Place::Append);
@@ -522,7 +556,7 @@ fn slot_ref<T>(lists: &[Vec<T>], version: Version) -> &[T] {
         .unwrap_or_default()
 }
 
-fn check_next(expected: Version, found: Version) -> Result<(), ProjectionError> {
+pub(crate) fn check_next(expected: Version, found: Version) -> Result<(), ProjectionError> {
     if found != expected {
         return Err(ProjectionError::NotContiguous { expected, found });
     }

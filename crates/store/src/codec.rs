@@ -2,13 +2,14 @@
 //! their conversion to and from domain types, and the hash rule. docs/STORAGE.md describes the
 //! same bytes for people writing an independent reader; keep the two in step.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use foldhash::HashSet;
 use pactum_domain::{
-    limits::VALUE_DEPTH_MAX, Amendment, Change, Currency, Decimal, Hash, Money, Opening, Slug,
-    TermKey, Value, Version,
+    limits::VALUE_DEPTH_MAX, Amendment, AmendmentView, Change, ChangeView, Currency, Decimal, Hash,
+    Money, Opening, Slug, TermKey, Value, Version,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -388,6 +389,42 @@ pub fn amendment_of<S: AsRef<str>>(s: &StoredAmendmentOf<S>) -> Result<Amendment
         revokes: b.revokes.clone(),
         prev_hash: Hash(s.prev_hash),
         hash: Hash(s.hash),
+    })
+}
+
+/// The view of a record read in place: what the projections read, checked as
+/// [`amendment_of`] checks it, the title and texts borrowing the stored bytes.
+pub fn view_of(r: RecordView<'_>) -> Result<AmendmentView<'_>, String> {
+    let b = r.body;
+    let changes = b
+        .changes
+        .iter()
+        .map(|c| {
+            Ok(match c {
+                StoredChangeOf::Set {
+                    term,
+                    value,
+                    text,
+                    until,
+                } => ChangeView::Set {
+                    term: term_key(term)?,
+                    value: value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?,
+                    text: text.map(Cow::Borrowed),
+                    until: until.map(date).transpose()?,
+                },
+                StoredChangeOf::Remove { term, .. } => ChangeView::Remove {
+                    term: term_key(term)?,
+                },
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(AmendmentView {
+        version: b.version,
+        effective: date(b.effective)?,
+        recorded_at: time(b.recorded_at)?,
+        title: Cow::Borrowed(b.title),
+        changes,
+        revokes: b.revokes,
     })
 }
 

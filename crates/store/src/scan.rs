@@ -278,8 +278,8 @@ impl SledStore {
         Ok(heads)
     }
 
-    /// A worker: visits each agreement of the chunks it receives, its records decoded one by
-    /// one as the visitor takes them.
+    /// A worker: visits each agreement of the chunks it receives, its records read in place
+    /// one by one as the visitor takes them.
     fn decode_chunks(
         &self,
         receive: &Mutex<Receiver<Vec<Raw>>>,
@@ -307,7 +307,9 @@ impl SledStore {
                     })
                     .map(|record| {
                         let (version, bytes) = record?;
-                        decode_record(bytes).map_err(|reason| err(version, reason))
+                        open_envelope::<RecordView>(bytes)
+                            .and_then(view_of)
+                            .map_err(|reason| err(version, reason))
                     });
                 visit(head, &mut decoded);
             }

@@ -3,10 +3,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{Duration, NaiveDate, TimeZone};
+use pactum_domain::{AmendmentView, Draft, StepStamper};
 use pactum_domain::{
     Change, Currency, Decimal, DraftFields, ImportFailure, Money, Opening, TermKey, Value,
 };
-use pactum_domain::{Draft, StepStamper};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -1072,14 +1072,22 @@ fn documented_example_record() {
 struct OneByOne<'a>(&'a SledStore);
 
 impl OneByOne<'_> {
-    fn histories(&self) -> Vec<(AgreementHead, Vec<Amendment>)> {
+    /// Each agreement's head and the views of its amendments.
+    fn histories(&self) -> Vec<(AgreementHead, Vec<AmendmentView<'static>>)> {
         let mut out = Vec::new();
         for head in self.0.agreements().unwrap() {
             let history = self.0.amendments(&head.agreement).unwrap();
-            out.push((head, history));
+            out.push((head, views_of(&history)));
         }
         out
     }
+}
+
+fn views_of(history: &[Amendment]) -> Vec<AmendmentView<'static>> {
+    history
+        .iter()
+        .map(|a| AmendmentView::of(a).into_owned())
+        .collect()
 }
 
 #[test]
@@ -1103,7 +1111,7 @@ fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
     let seen = std::sync::Mutex::new(Vec::new());
     store
         .for_each_history(&|head, records| {
-            let history: Vec<Amendment> = records.map(Result::unwrap).collect();
+            let history: Vec<AmendmentView> = records.map(|r| r.unwrap().into_owned()).collect();
             seen.lock().unwrap().push((head, history));
         })
         .unwrap();
@@ -1149,7 +1157,8 @@ fn readers_from_both_ends_give_every_agreement_once_in_version_order() {
         let seen = std::sync::Mutex::new(Vec::new());
         store
             .for_each_history(&|head, records| {
-                let history: Vec<Amendment> = records.map(Result::unwrap).collect();
+                let history: Vec<AmendmentView> =
+                    records.map(|r| r.unwrap().into_owned()).collect();
                 seen.lock().unwrap().push((head, history));
             })
             .unwrap();
@@ -1157,6 +1166,30 @@ fn readers_from_both_ends_give_every_agreement_once_in_version_order() {
         seen.sort_by(|a, b| a.0.agreement.cmp(&b.0.agreement));
         assert_eq!(seen, expected);
     }
+}
+
+#[test]
+fn one_pass_checks_what_it_reads_as_the_full_read_does() {
+    let store = SledStore::temporary().unwrap();
+    let drafts = vec![opening("acme", vec![set("fee.base", Value::Int(1))])];
+    store.append(&[req("acme", 0, drafts)], &stamper()).unwrap();
+    let id = store.uuid_of(&slug("acme")).unwrap().unwrap();
+    let records = store.raw_tree("amendments").unwrap();
+    let mut record = records.get(record_key(&id, 1)).unwrap().unwrap().to_vec();
+    let at = record.windows(8).position(|w| w == b"fee.base").unwrap();
+    record[at + 3] = b' ';
+    records.insert(record_key(&id, 1), record).unwrap();
+    let full = store.amendments(&slug("acme")).unwrap_err().to_string();
+    let seen = std::sync::Mutex::new(Vec::new());
+    store
+        .for_each_history(&|head, history| {
+            let errors = history.filter_map(Result::err).map(|e| e.to_string());
+            seen.lock()
+                .unwrap()
+                .push((head.agreement, errors.collect::<Vec<_>>()));
+        })
+        .unwrap();
+    assert_eq!(seen.into_inner().unwrap(), [(slug("acme"), vec![full])]);
 }
 
 #[test]
@@ -1342,11 +1375,11 @@ fn a_call_packs_its_records_and_every_read_unpacks_them() {
     let seen = std::sync::Mutex::new(Vec::new());
     store
         .for_each_history(&|_, history| {
-            let read: Vec<Amendment> = history.map(|a| a.unwrap()).collect();
+            let read: Vec<AmendmentView> = history.map(|a| a.unwrap().into_owned()).collect();
             seen.lock().unwrap().extend(read);
         })
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(seen.into_inner().unwrap(), all);
+    assert_eq!(seen.into_inner().unwrap(), views_of(&all));
 }
 
 #[test]

@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::Days;
-use pactum_domain::{Change, Value, Version};
+use pactum_domain::{AmendmentView, Change, Value, Version};
 use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    diff_via_index, fold_terms, history_via_index, resolve_via_index, terms_via_index, ChangeKind,
-    Cut, Entry, MemoryIndex, Timeline,
+    diff_via_index, fold_terms, history_via_index, resolve_via_index, terms_of_history,
+    terms_via_index, ChangeKind, Cut, Entry, MemoryIndex, Timeline,
 };
 
 const KEYS: [&str; 6] = ["a", "b", "c.d", "c.e", "f", "g-h"];
@@ -170,9 +170,11 @@ proptest! {
         prop_assert_eq!(n, specs.len() as Version);
         let points: Vec<Point> = raw_points.into_iter().map(|p| point(n, p)).collect();
 
+        let views = || ledger.amendments.iter().map(AmendmentView::of);
         for &p in &points {
             let expected = fold_terms(&ledger.amendments, p);
             prop_assert_eq!(&tl.terms_at(p), &expected, "at {:?}", p);
+            prop_assert_eq!(&terms_of_history(views(), p).unwrap(), &expected, "at {:?}", p);
             for k in KEYS {
                 let k = key(k);
                 prop_assert_eq!(tl.in_force(&k, p), expected.terms.get(&k).cloned());
@@ -254,9 +256,15 @@ proptest! {
         prop_assert_eq!(format!("{pushed:?}"), format!("{whole:?}"));
         let taken = Timeline::from_history(ledger.amendments.clone()).unwrap();
         prop_assert_eq!(format!("{taken:?}"), format!("{whole:?}"));
+        let viewed = Timeline::from_views(ledger.amendments.iter().map(AmendmentView::of)).unwrap();
+        prop_assert_eq!(format!("{viewed:?}"), format!("{whole:?}"));
         if let Some(rest) = ledger.amendments.get(1..).filter(|r| !r.is_empty()) {
             let gap = Err(crate::ProjectionError::NotContiguous { expected: 1, found: 2 });
-            prop_assert_eq!(Timeline::from_history(rest.to_vec()).map(|_| ()), gap);
+            prop_assert_eq!(Timeline::from_history(rest.to_vec()).map(|_| ()), gap.clone());
+            let views = rest.iter().map(AmendmentView::of);
+            prop_assert_eq!(Timeline::from_views(views.clone()).map(|_| ()), gap.clone());
+            let latest = Point { version: Version::MAX, on: day(0) };
+            prop_assert_eq!(terms_of_history(views, latest).map(|_| ()), gap);
         }
 
         // Drafts: the same amendments pushed as drafts over a stored prefix answer as the whole
