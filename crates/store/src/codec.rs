@@ -392,10 +392,71 @@ pub fn amendment_of<S: AsRef<str>>(s: &StoredAmendmentOf<S>) -> Result<Amendment
     })
 }
 
-/// The view of a record read in place: what the projections read, checked as
-/// [`amendment_of`] checks it, the title and texts borrowing the stored bytes.
-pub fn view_of(r: RecordView<'_>) -> Result<AmendmentView<'_>, String> {
-    let b = r.body;
+/// A record's body as a pass over the store reads it ([`view_of_record`]): the same bytes as a
+/// [`StoredBodyOf`], the fields the projections use decoded in place, the others (the
+/// agreement, summary, sources, opening) passed over without checking their text or collecting
+/// them; `verify` checks those.
+#[derive(bincode::BorrowDecode)]
+pub struct PassedBody<'a> {
+    pub version: u64,
+    _id: [u8; 16],
+    _agreement: &'a [u8],
+    pub effective: i32,
+    pub recorded_at: i64,
+    pub title: &'a str,
+    _summary: Option<&'a [u8]>,
+    _sources: PassedList,
+    _open: Option<PassedOpening<'a>>,
+    pub changes: Vec<StoredChangeOf<&'a str>>,
+    pub revokes: Vec<u64>,
+}
+
+/// A [`StoredOpeningOf`] passed over.
+#[derive(bincode::BorrowDecode)]
+pub struct PassedOpening<'a> {
+    _name: &'a [u8],
+    _parties: PassedList,
+}
+
+/// A stored list of strings passed over (read past, not kept).
+pub struct PassedList;
+
+impl<'de, C> bincode::BorrowDecode<'de, C> for PassedList {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let count = <u64 as bincode::Decode<C>>::decode(decoder)?;
+        for _ in 0..count {
+            <&[u8] as bincode::BorrowDecode<C>>::borrow_decode(decoder)?;
+        }
+        Ok(PassedList)
+    }
+}
+
+/// A record's stored bytes (envelope ++ body ++ chain link ++ seal) read as an
+/// [`AmendmentView`]: term keys, values and dates checked as [`amendment_of`] checks them, the
+/// title and texts borrowing the bytes. The link and seal (the last 64 bytes) are not read.
+pub fn view_of_record(bytes: &[u8]) -> Result<AmendmentView<'_>, String> {
+    let (&codec, payload) = bytes.split_first().ok_or("the value is empty")?;
+    if codec != CODEC_BINCODE {
+        return Err(format!(
+            "unknown envelope byte {codec} (this build reads codec {CODEC_BINCODE})"
+        ));
+    }
+    let body = payload
+        .len()
+        .checked_sub(64)
+        .and_then(|end| payload.get(..end))
+        .ok_or("the record ends before its hashes")?;
+    let limited = config().with_limit::<DECODE_LIMIT>();
+    let (b, read) = bincode::borrow_decode_from_slice::<PassedBody, _>(body, limited)
+        .map_err(|e| format!("bincode: {e}"))?;
+    if read != body.len() {
+        return Err(format!(
+            "{} trailing bytes after the payload",
+            body.len() - read
+        ));
+    }
     let changes = b
         .changes
         .iter()
@@ -592,6 +653,98 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seal_record_bytes(&body_bytes, &prev, &hash), whole);
+    }
+
+    #[test]
+    fn a_view_checks_what_it_reads_as_the_full_read_does_and_passes_over_the_rest() {
+        let body = StoredBody {
+            version: 2,
+            id: [9; 16],
+            agreement: "acme".into(),
+            effective: 739_000,
+            recorded_at: 1_700_000_000_000_000,
+            title: "Raise".into(),
+            summary: Some("up".into()),
+            sources: vec!["https://example.com".into(), "b".into()],
+            open: Some(StoredOpening {
+                name: "Acme".into(),
+                parties: vec!["A".into(), "B".into()],
+            }),
+            changes: vec![
+                StoredChange::Set {
+                    term: "fee.base".into(),
+                    value: vec![StoredValueNode::Decimal("12.50".into())],
+                    text: Some("twelve fifty".into()),
+                    until: Some(740_000),
+                },
+                StoredChange::Remove {
+                    term: "fee.old".into(),
+                    text: Some("gone".into()),
+                },
+            ],
+            revokes: vec![1],
+        };
+        let seal = |body: &StoredBody| {
+            seal_envelope(&StoredAmendment {
+                body: body.clone(),
+                prev_hash: [1; 32],
+                hash: [2; 32],
+            })
+            .unwrap()
+        };
+        let bytes = seal(&body);
+        let whole = decode_record(&bytes).unwrap();
+        assert_eq!(view_of_record(&bytes).unwrap(), AmendmentView::of(&whole));
+        // What a view reads, damaged: it fails as the full read does.
+        let mut damaged = Vec::new();
+        let mut b = body.clone();
+        b.effective = i32::MAX;
+        damaged.push(b);
+        let mut b = body.clone();
+        b.recorded_at = i64::MAX;
+        damaged.push(b);
+        let mut b = body.clone();
+        b.changes[0] = StoredChange::Set {
+            term: "fee.base".into(),
+            value: vec![StoredValueNode::Decimal("12,50".into())],
+            text: None,
+            until: None,
+        };
+        damaged.push(b);
+        let mut b = body.clone();
+        b.changes[0] = StoredChange::Set {
+            term: "fee.base".into(),
+            value: vec![StoredValueNode::Int(1)],
+            text: None,
+            until: Some(i32::MAX),
+        };
+        damaged.push(b);
+        let mut b = body.clone();
+        b.changes[1] = StoredChange::Remove {
+            term: "Fee".into(),
+            text: None,
+        };
+        damaged.push(b);
+        for b in &damaged {
+            let bytes = seal(b);
+            assert_eq!(
+                view_of_record(&bytes).unwrap_err(),
+                decode_record(&bytes).unwrap_err()
+            );
+        }
+        // What it passes over, damaged: the full read fails, the view does not.
+        let mut b = body.clone();
+        b.agreement = "Not A Slug".into();
+        let bytes = seal(&b);
+        assert!(decode_record(&bytes).is_err());
+        assert_eq!(view_of_record(&bytes).unwrap(), AmendmentView::of(&whole));
+        // Cut short, or longer than its struct: refused.
+        assert!(view_of_record(&bytes[..40]).is_err());
+        let mut longer = seal(&body);
+        longer.push(0);
+        assert!(view_of_record(&longer).is_err());
+        assert!(view_of_record(&[]).is_err());
+        assert!(view_of_record(&[9, 1, 2]).is_err());
     }
 
     #[test]

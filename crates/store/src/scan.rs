@@ -307,9 +307,7 @@ impl SledStore {
                     })
                     .map(|record| {
                         let (version, bytes) = record?;
-                        open_envelope::<RecordView>(bytes)
-                            .and_then(view_of)
-                            .map_err(|reason| err(version, reason))
+                        view_of_record(bytes).map_err(|reason| err(version, reason))
                     });
                 visit(head, &mut decoded);
             }
