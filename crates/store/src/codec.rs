@@ -165,22 +165,32 @@ pub fn seal_envelope<T: bincode::Encode>(value: &T) -> Result<Vec<u8>, String> {
 /// Decodes envelope ++ payload, refusing an unknown envelope byte and trailing bytes (so that a
 /// value has exactly one stored form). `T` may borrow from `bytes` ([`RecordView`]).
 pub fn open_envelope<'a, T: bincode::BorrowDecode<'a, ()>>(bytes: &'a [u8]) -> Result<T, String> {
+    decode_whole(payload_of(bytes)?)
+}
+
+/// A `T` decoded from all of `bytes`, with nothing after it.
+fn decode_whole<'a, T: bincode::BorrowDecode<'a, ()>>(bytes: &'a [u8]) -> Result<T, String> {
+    let limited = config().with_limit::<DECODE_LIMIT>();
+    let (value, read) = bincode::borrow_decode_from_slice::<T, _>(bytes, limited)
+        .map_err(|e| format!("bincode: {e}"))?;
+    if read != bytes.len() {
+        return Err(format!(
+            "{} trailing bytes after the payload",
+            bytes.len() - read
+        ));
+    }
+    Ok(value)
+}
+
+/// The payload of a stored value, after its envelope byte.
+fn payload_of(bytes: &[u8]) -> Result<&[u8], String> {
     let (&codec, payload) = bytes.split_first().ok_or("the value is empty")?;
     if codec != CODEC_BINCODE {
         return Err(format!(
             "unknown envelope byte {codec} (this build reads codec {CODEC_BINCODE})"
         ));
     }
-    let limited = config().with_limit::<DECODE_LIMIT>();
-    let (value, read) = bincode::borrow_decode_from_slice::<T, _>(payload, limited)
-        .map_err(|e| format!("bincode: {e}"))?;
-    if read != payload.len() {
-        return Err(format!(
-            "{} trailing bytes after the payload",
-            payload.len() - read
-        ));
-    }
-    Ok(value)
+    Ok(payload)
 }
 
 /// A record's stored bytes from its encoded body: envelope ++ body ++ prev_hash ++ hash, which
@@ -437,26 +447,13 @@ impl<'de, C> bincode::BorrowDecode<'de, C> for PassedList {
 /// [`AmendmentView`]: term keys, values and dates checked as [`amendment_of`] checks them, the
 /// title and texts borrowing the bytes. The link and seal (the last 64 bytes) are not read.
 pub fn view_of_record(bytes: &[u8]) -> Result<AmendmentView<'_>, String> {
-    let (&codec, payload) = bytes.split_first().ok_or("the value is empty")?;
-    if codec != CODEC_BINCODE {
-        return Err(format!(
-            "unknown envelope byte {codec} (this build reads codec {CODEC_BINCODE})"
-        ));
-    }
+    let payload = payload_of(bytes)?;
     let body = payload
         .len()
         .checked_sub(64)
         .and_then(|end| payload.get(..end))
         .ok_or("the record ends before its hashes")?;
-    let limited = config().with_limit::<DECODE_LIMIT>();
-    let (b, read) = bincode::borrow_decode_from_slice::<PassedBody, _>(body, limited)
-        .map_err(|e| format!("bincode: {e}"))?;
-    if read != body.len() {
-        return Err(format!(
-            "{} trailing bytes after the payload",
-            body.len() - read
-        ));
-    }
+    let b: PassedBody = decode_whole(body)?;
     let changes = b
         .changes
         .iter()
@@ -626,38 +623,9 @@ mod tests {
         assert_eq!(split_record_key(&[0; 25]), None);
     }
 
-    #[test]
-    fn a_record_sealed_from_its_body_bytes_is_the_sealed_struct() {
-        let body = StoredBody {
-            version: 3,
-            id: [9; 16],
-            agreement: "acme".into(),
-            effective: 739_000,
-            recorded_at: 1_700_000_000_000_000,
-            title: "Raise".into(),
-            summary: Some("up".into()),
-            sources: vec!["https://example.com".into()],
-            open: None,
-            changes: vec![StoredChange::Remove {
-                term: "fee".into(),
-                text: None,
-            }],
-            revokes: vec![1, 2],
-        };
-        let (prev, hash) = ([1u8; 32], [2u8; 32]);
-        let body_bytes = encode(&body).unwrap();
-        let whole = seal_envelope(&StoredAmendment {
-            body,
-            prev_hash: prev,
-            hash,
-        })
-        .unwrap();
-        assert_eq!(seal_record_bytes(&body_bytes, &prev, &hash), whole);
-    }
-
-    #[test]
-    fn a_view_checks_what_it_reads_as_the_full_read_does_and_passes_over_the_rest() {
-        let body = StoredBody {
+    /// A stored body with every field filled.
+    fn sample_body() -> StoredBody {
+        StoredBody {
             version: 2,
             id: [9; 16],
             agreement: "acme".into(),
@@ -683,7 +651,26 @@ mod tests {
                 },
             ],
             revokes: vec![1],
-        };
+        }
+    }
+
+    #[test]
+    fn a_record_sealed_from_its_body_bytes_is_the_sealed_struct() {
+        let body = sample_body();
+        let (prev, hash) = ([1u8; 32], [2u8; 32]);
+        let body_bytes = encode(&body).unwrap();
+        let whole = seal_envelope(&StoredAmendment {
+            body,
+            prev_hash: prev,
+            hash,
+        })
+        .unwrap();
+        assert_eq!(seal_record_bytes(&body_bytes, &prev, &hash), whole);
+    }
+
+    #[test]
+    fn a_view_checks_what_it_reads_as_the_full_read_does_and_passes_over_the_rest() {
+        let body = sample_body();
         let seal = |body: &StoredBody| {
             seal_envelope(&StoredAmendment {
                 body: body.clone(),

@@ -1090,24 +1090,29 @@ fn views_of(history: &[Amendment]) -> Vec<AmendmentView<'static>> {
         .collect()
 }
 
-#[test]
-fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
-    let store = SledStore::temporary().unwrap();
+/// `count` agreements, `agreement-00` up, each of 1 + `extra(n)` amendments; their ids, which
+/// count up in that order.
+fn agreements_of_lengths(store: &SledStore, count: i64, extra: impl Fn(i64) -> i64) -> Vec<Uuid> {
     let stamper = stamper();
-    // Enough agreements and records to fill several chunks, one of them long.
-    for n in 0..40 {
-        let name = format!("agreement-{n:02}");
-        let mut drafts = vec![opening(&name, vec![set("fee.base", Value::Int(n))])];
-        let extra = if n == 7 { 700 } else { n % 5 };
-        for v in 0..extra {
-            drafts.push(amend(
-                &name,
-                &format!("v{v}"),
-                vec![set("fee.base", Value::Int(v))],
-            ));
-        }
-        store.append(&[req(&name, 0, drafts)], &stamper).unwrap();
-    }
+    (0..count)
+        .map(|n| {
+            let name = format!("agreement-{n:02}");
+            let mut drafts = vec![opening(&name, vec![set("fee.base", Value::Int(n))])];
+            for v in 0..extra(n) {
+                drafts.push(amend(
+                    &name,
+                    &format!("v{v}"),
+                    vec![set("fee.base", Value::Int(v))],
+                ));
+            }
+            store.append(&[req(&name, 0, drafts)], &stamper).unwrap();
+            store.uuid_of(&slug(&name)).unwrap().unwrap()
+        })
+        .collect()
+}
+
+/// What one pass over the store hands out, in slug order.
+fn one_pass(store: &SledStore) -> Vec<(AgreementHead, Vec<AmendmentView<'static>>)> {
     let seen = std::sync::Mutex::new(Vec::new());
     store
         .for_each_history(&|head, records| {
@@ -1117,9 +1122,17 @@ fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
         .unwrap();
     let mut seen = seen.into_inner().unwrap();
     seen.sort_by(|a, b| a.0.agreement.cmp(&b.0.agreement));
-    let expected = OneByOne(&store).histories();
+    seen
+}
+
+#[test]
+fn one_pass_over_the_store_gives_every_agreement_as_one_by_one_reads_do() {
+    let store = SledStore::temporary().unwrap();
+    // Enough agreements and records to fill several chunks, one of them long.
+    agreements_of_lengths(&store, 40, |n| if n == 7 { 700 } else { n % 5 });
+    let seen = one_pass(&store);
     assert_eq!(seen.len(), 40);
-    assert_eq!(seen, expected);
+    assert_eq!(seen, OneByOne(&store).histories());
 }
 
 #[test]
@@ -1128,43 +1141,24 @@ fn readers_from_both_ends_give_every_agreement_once_in_version_order() {
     // short ones between, and heads without records around the middle, where they meet. Where
     // they meet depends on the threads, so the pass runs many times.
     let store = SledStore::temporary().unwrap();
-    let stamper = stamper();
     let count = 30;
-    let mut ids = Vec::new();
-    for n in 0..count {
-        let name = format!("agreement-{n:02}");
-        let mut drafts = vec![opening(&name, vec![set("fee.base", Value::Int(n))])];
-        let extra = if n == 0 || n == count - 1 { 400 } else { n % 4 };
-        for v in 0..extra {
-            drafts.push(amend(
-                &name,
-                &format!("v{v}"),
-                vec![set("fee.base", Value::Int(v))],
-            ));
+    let ids = agreements_of_lengths(&store, count, |n| {
+        if n == 0 || n == count - 1 {
+            400
+        } else {
+            n % 4
         }
-        store.append(&[req(&name, 0, drafts)], &stamper).unwrap();
-        ids.push(store.uuid_of(&slug(&name)).unwrap().unwrap());
-    }
+    });
     let records = store.raw_tree("amendments").unwrap();
     for n in [9, 13, 14, 15, 16, 20] {
-        for kv in records.scan_prefix(ids[n as usize].as_bytes()) {
+        for kv in records.scan_prefix(ids[n].as_bytes()) {
             records.remove(kv.unwrap().0).unwrap();
         }
     }
     let expected = OneByOne(&store).histories();
     assert_eq!(expected.iter().filter(|(_, h)| h.is_empty()).count(), 6);
     for _ in 0..25 {
-        let seen = std::sync::Mutex::new(Vec::new());
-        store
-            .for_each_history(&|head, records| {
-                let history: Vec<AmendmentView> =
-                    records.map(|r| r.unwrap().into_owned()).collect();
-                seen.lock().unwrap().push((head, history));
-            })
-            .unwrap();
-        let mut seen = seen.into_inner().unwrap();
-        seen.sort_by(|a, b| a.0.agreement.cmp(&b.0.agreement));
-        assert_eq!(seen, expected);
+        assert_eq!(one_pass(&store), expected);
     }
 }
 
