@@ -27,6 +27,7 @@ pub use stamp::{Stamper, StepStamper};
 pub use store::{
     AgreementHead, AppendRequest, BoxedIndex, ChainCheck, ChainReport, Histories, HistoryIndex,
     HistoryVisitor, ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
+    Views,
 };
 pub use value::{Currency, Decimal, Money, Value, ValueError};
 pub use view::{AmendmentView, ChangeView};

@@ -171,11 +171,12 @@ impl Placement {
 /// A [`HistoryIndex`] as a store hands it out.
 pub type BoxedIndex<'a, E> = Box<dyn HistoryIndex<Error = E> + 'a>;
 
-/// What [`LedgerStore::for_each_history`] calls for each agreement. The views borrow what the
-/// pass read, so they last as long as the call.
-pub type HistoryVisitor<'v, E> = dyn for<'r> Fn(AgreementHead, &mut (dyn Iterator<Item = Result<AmendmentView<'r>, E>> + 'r))
-    + Sync
-    + 'v;
+/// What [`LedgerStore::for_each_history`] calls for each agreement.
+pub type HistoryVisitor<'v, E> = dyn for<'r> Fn(AgreementHead, &mut Views<'r, E>) + Sync + 'v;
+
+/// One agreement's amendments as a [`HistoryVisitor`] takes them. The views borrow what the pass
+/// read, so they last as long as the call.
+pub type Views<'r, E> = dyn Iterator<Item = Result<AmendmentView<'r>, E>> + 'r;
 
 /// Indexed access to ONE agreement's history: enough to answer SPEC §3 at any point without
 /// reading every record. It describes the history as it stood when the index was opened:

@@ -260,49 +260,108 @@ fn push_value(value: &Value, out: &mut Vec<StoredValueNode>) {
 /// Rebuilds a value from its preorder nodes; every node must be used, and lists may nest at
 /// most `VALUE_DEPTH_MAX` deep (which bounds the recursion here).
 fn value_from_nodes<S: AsRef<str>>(nodes: &[StoredValueNodeOf<S>]) -> Result<Value, String> {
-    fn take<S: AsRef<str>>(
-        nodes: &[StoredValueNodeOf<S>],
-        depth: usize,
-    ) -> Result<(Value, &[StoredValueNodeOf<S>]), String> {
-        let (first, mut rest) = nodes.split_first().ok_or("a value ends early")?;
-        let value = match first {
-            StoredValueNodeOf::Bool(b) => Value::Bool(*b),
-            StoredValueNodeOf::Int(i) => Value::Int(*i),
-            StoredValueNodeOf::Decimal(d) => {
-                Value::Decimal(Decimal::parse(d.as_ref()).map_err(err)?)
-            }
-            StoredValueNodeOf::Text(t) => Value::Text(t.as_ref().to_owned()),
-            StoredValueNodeOf::Date(d) => Value::Date(date(*d)?),
+    let mut source = SliceNodes(nodes.iter());
+    match build_value(&mut source) {
+        Ok(value) => Ok(value),
+        Err(Built::Refused(reason)) => Err(reason),
+        Err(Built::Unread(never)) => match never {},
+    }
+}
+
+/// Where [`build_value`] takes a value's nodes from, one at a time.
+trait NodeSource<'s> {
+    type Error;
+    /// The next node, `None` past the last.
+    fn next_node(&mut self) -> Result<Option<StoredValueNodeOf<&'s str>>, Self::Error>;
+    /// How many nodes are left.
+    fn left(&self) -> u64;
+}
+
+/// The nodes of a value decoded whole.
+struct SliceNodes<'s, S>(std::slice::Iter<'s, StoredValueNodeOf<S>>);
+
+impl<'s, S: AsRef<str>> NodeSource<'s> for SliceNodes<'s, S> {
+    type Error = std::convert::Infallible;
+
+    fn next_node(&mut self) -> Result<Option<StoredValueNodeOf<&'s str>>, Self::Error> {
+        Ok(self.0.next().map(|node| match node {
+            StoredValueNodeOf::Bool(b) => StoredValueNodeOf::Bool(*b),
+            StoredValueNodeOf::Int(i) => StoredValueNodeOf::Int(*i),
+            StoredValueNodeOf::Decimal(d) => StoredValueNodeOf::Decimal(d.as_ref()),
+            StoredValueNodeOf::Text(t) => StoredValueNodeOf::Text(t.as_ref()),
+            StoredValueNodeOf::Date(d) => StoredValueNodeOf::Date(*d),
+            StoredValueNodeOf::List(n) => StoredValueNodeOf::List(*n),
+            StoredValueNodeOf::Money { amount, currency } => StoredValueNodeOf::Money {
+                amount: amount.as_ref(),
+                currency: currency.as_ref(),
+            },
+            StoredValueNodeOf::Percent(p) => StoredValueNodeOf::Percent(p.as_ref()),
+        }))
+    }
+
+    fn left(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+/// Why [`build_value`] gave no value.
+enum Built<E> {
+    /// The nodes do not make a value the domain accepts.
+    Refused(String),
+    /// A node could not be read.
+    Unread(E),
+}
+
+impl<E> From<String> for Built<E> {
+    fn from(reason: String) -> Self {
+        Built::Refused(reason)
+    }
+}
+
+impl<E> From<&str> for Built<E> {
+    fn from(reason: &str) -> Self {
+        Built::Refused(reason.to_owned())
+    }
+}
+
+/// The value `source`'s nodes stand for, all of them used.
+fn build_value<'s, N: NodeSource<'s>>(source: &mut N) -> Result<Value, Built<N::Error>> {
+    fn take<'s, N: NodeSource<'s>>(source: &mut N, depth: usize) -> Result<Value, Built<N::Error>> {
+        let node = source
+            .next_node()
+            .map_err(Built::Unread)?
+            .ok_or("a value ends early")?;
+        Ok(match node {
+            StoredValueNodeOf::Bool(b) => Value::Bool(b),
+            StoredValueNodeOf::Int(i) => Value::Int(i),
+            StoredValueNodeOf::Decimal(d) => Value::Decimal(Decimal::parse(d).map_err(err)?),
+            StoredValueNodeOf::Text(t) => Value::Text(t.to_owned()),
+            StoredValueNodeOf::Date(d) => Value::Date(date(d)?),
             StoredValueNodeOf::List(n) => {
                 if depth >= VALUE_DEPTH_MAX {
-                    return Err(format!("lists nest over {VALUE_DEPTH_MAX} deep"));
+                    return Err(format!("lists nest over {VALUE_DEPTH_MAX} deep").into());
                 }
-                if *n > rest.len() as u64 {
-                    return Err(format!("a list of {n} items has fewer nodes after it"));
+                if n > source.left() {
+                    return Err(format!("a list of {n} items has fewer nodes after it").into());
                 }
                 let mut items = Vec::new();
-                for _ in 0..*n {
-                    let (item, after) = take(rest, depth + 1)?;
-                    items.push(item);
-                    rest = after;
+                for _ in 0..n {
+                    items.push(take(source, depth + 1)?);
                 }
                 Value::List(items)
             }
             StoredValueNodeOf::Money { amount, currency } => Value::Money(Money {
-                amount: Decimal::parse(amount.as_ref()).map_err(err)?,
-                currency: Currency::parse(currency.as_ref()).map_err(err)?,
+                amount: Decimal::parse(amount).map_err(err)?,
+                currency: Currency::parse(currency).map_err(err)?,
             }),
-            StoredValueNodeOf::Percent(p) => {
-                Value::Percent(Decimal::parse(p.as_ref()).map_err(err)?)
-            }
-        };
-        Ok((value, rest))
+            StoredValueNodeOf::Percent(p) => Value::Percent(Decimal::parse(p).map_err(err)?),
+        })
     }
-    let (value, rest) = take(nodes, 0)?;
-    if !rest.is_empty() {
-        return Err(format!("{} value nodes left over", rest.len()));
+    let value = take(source, 0)?;
+    match source.left() {
+        0 => Ok(value),
+        left => Err(format!("{left} value nodes left over").into()),
     }
-    Ok(value)
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -417,7 +476,7 @@ pub struct PassedBody<'a> {
     _summary: Option<&'a [u8]>,
     _sources: PassedList,
     _open: Option<PassedOpening<'a>>,
-    pub changes: Vec<StoredChangeOf<&'a str>>,
+    pub changes: ViewedChanges<'a>,
     pub revokes: Vec<u64>,
 }
 
@@ -443,6 +502,96 @@ impl<'de, C> bincode::BorrowDecode<'de, C> for PassedList {
     }
 }
 
+/// A value's nodes read from a record's bytes as they come: `left` of them.
+struct DecoderNodes<'d, D> {
+    decoder: &'d mut D,
+    left: u64,
+}
+
+impl<'de, D: bincode::de::BorrowDecoder<'de>> NodeSource<'de> for DecoderNodes<'_, D> {
+    type Error = bincode::error::DecodeError;
+
+    fn next_node(&mut self) -> Result<Option<StoredValueNodeOf<&'de str>>, Self::Error> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        self.left -= 1;
+        bincode::BorrowDecode::borrow_decode(self.decoder).map(Some)
+    }
+
+    fn left(&self) -> u64 {
+        self.left
+    }
+}
+
+/// A record's `Vec<StoredChangeOf<&str>>` read straight into views, with no list of stored
+/// changes or of value nodes in between: the views, or the first reason a change cannot be
+/// one (every change is read all the same, so that bytes that do not decode still say so).
+pub struct ViewedChanges<'a>(Result<Vec<ChangeView<'a>>, String>);
+
+impl<'de, C> bincode::BorrowDecode<'de, C> for ViewedChanges<'de> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = C>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let count = <u64 as bincode::Decode<C>>::decode(decoder)?;
+        let mut changes = Ok(Vec::new());
+        for _ in 0..count {
+            let change = viewed_change(decoder)?;
+            if let Ok(list) = &mut changes {
+                match change {
+                    Ok(change) => list.push(change),
+                    Err(reason) => changes = Err(reason),
+                }
+            }
+        }
+        Ok(ViewedChanges(changes))
+    }
+}
+
+/// One `StoredChangeOf<&str>` read into a view, checked as [`change_of`] checks it.
+fn viewed_change<'de, C, D: bincode::de::BorrowDecoder<'de, Context = C>>(
+    decoder: &mut D,
+) -> Result<Result<ChangeView<'de>, String>, bincode::error::DecodeError> {
+    use bincode::{BorrowDecode, Decode};
+    match <u32 as Decode<C>>::decode(decoder)? {
+        0 => {
+            let term = <&str as BorrowDecode<C>>::borrow_decode(decoder)?;
+            let count = <u64 as Decode<C>>::decode(decoder)?;
+            let mut nodes = DecoderNodes {
+                decoder: &mut *decoder,
+                left: count,
+            };
+            let value = match build_value(&mut nodes) {
+                Ok(value) => Ok(value),
+                Err(Built::Refused(reason)) => Err(format!("term {term}: {reason}")),
+                Err(Built::Unread(e)) => return Err(e),
+            };
+            // Nodes a refused value left are read past.
+            while nodes.next_node()?.is_some() {}
+            let text = <Option<&str> as BorrowDecode<C>>::borrow_decode(decoder)?;
+            let until = <Option<i32> as Decode<C>>::decode(decoder)?;
+            Ok(term_key(term).and_then(|term| {
+                Ok(ChangeView::Set {
+                    term,
+                    value: value?,
+                    text: text.map(Cow::Borrowed),
+                    until: until.map(date).transpose()?,
+                })
+            }))
+        }
+        1 => {
+            let term = <&str as BorrowDecode<C>>::borrow_decode(decoder)?;
+            <Option<&str> as BorrowDecode<C>>::borrow_decode(decoder)?;
+            Ok(term_key(term).map(|term| ChangeView::Remove { term }))
+        }
+        found => Err(bincode::error::DecodeError::UnexpectedVariant {
+            type_name: "StoredChangeOf",
+            allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 1 },
+            found,
+        }),
+    }
+}
+
 /// A record's stored bytes (envelope ++ body ++ chain link ++ seal) read as an
 /// [`AmendmentView`]: term keys, values and dates checked as [`amendment_of`] checks them, the
 /// title and texts borrowing the bytes. The link and seal (the last 64 bytes) are not read.
@@ -454,28 +603,7 @@ pub fn view_of_record(bytes: &[u8]) -> Result<AmendmentView<'_>, String> {
         .and_then(|end| payload.get(..end))
         .ok_or("the record ends before its hashes")?;
     let b: PassedBody = decode_whole(body)?;
-    let changes = b
-        .changes
-        .iter()
-        .map(|c| {
-            Ok(match c {
-                StoredChangeOf::Set {
-                    term,
-                    value,
-                    text,
-                    until,
-                } => ChangeView::Set {
-                    term: term_key(term)?,
-                    value: value_from_nodes(value).map_err(|e| format!("term {term}: {e}"))?,
-                    text: text.map(Cow::Borrowed),
-                    until: until.map(date).transpose()?,
-                },
-                StoredChangeOf::Remove { term, .. } => ChangeView::Remove {
-                    term: term_key(term)?,
-                },
-            })
-        })
-        .collect::<Result<_, String>>()?;
+    let changes = b.changes.0?;
     Ok(AmendmentView {
         version: b.version,
         effective: date(b.effective)?,
@@ -704,6 +832,28 @@ mod tests {
             value: vec![StoredValueNode::Int(1)],
             text: None,
             until: Some(i32::MAX),
+        };
+        damaged.push(b);
+        // A bad item first in a list, with more nodes and fields after it.
+        let mut b = body.clone();
+        b.changes[0] = StoredChange::Set {
+            term: "fee.base".into(),
+            value: vec![
+                StoredValueNode::List(2),
+                StoredValueNode::Percent("x".into()),
+                StoredValueNode::Int(1),
+            ],
+            text: Some("after".into()),
+            until: Some(740_000),
+        };
+        damaged.push(b);
+        // Nodes left over after the value.
+        let mut b = body.clone();
+        b.changes[0] = StoredChange::Set {
+            term: "fee.base".into(),
+            value: vec![StoredValueNode::Int(1), StoredValueNode::Int(2)],
+            text: None,
+            until: None,
         };
         damaged.push(b);
         let mut b = body.clone();
