@@ -811,57 +811,43 @@ mod tests {
         let whole = decode_record(&bytes).unwrap();
         assert_eq!(view_of_record(&bytes).unwrap(), AmendmentView::of(&whole));
         // What a view reads, damaged: it fails as the full read does.
-        let mut damaged = Vec::new();
-        let mut b = body.clone();
-        b.effective = i32::MAX;
-        damaged.push(b);
-        let mut b = body.clone();
-        b.recorded_at = i64::MAX;
-        damaged.push(b);
-        let mut b = body.clone();
-        b.changes[0] = StoredChange::Set {
-            term: "fee.base".into(),
-            value: vec![StoredValueNode::Decimal("12,50".into())],
-            text: None,
-            until: None,
+        let with = |edit: &dyn Fn(&mut StoredBody)| {
+            let mut b = body.clone();
+            edit(&mut b);
+            b
         };
-        damaged.push(b);
-        let mut b = body.clone();
-        b.changes[0] = StoredChange::Set {
+        let set = |value: Vec<StoredValueNode>, until: Option<i32>| StoredChange::Set {
             term: "fee.base".into(),
-            value: vec![StoredValueNode::Int(1)],
-            text: None,
-            until: Some(i32::MAX),
-        };
-        damaged.push(b);
-        // A bad item first in a list, with more nodes and fields after it.
-        let mut b = body.clone();
-        b.changes[0] = StoredChange::Set {
-            term: "fee.base".into(),
-            value: vec![
-                StoredValueNode::List(2),
-                StoredValueNode::Percent("x".into()),
-                StoredValueNode::Int(1),
-            ],
+            value,
             text: Some("after".into()),
-            until: Some(740_000),
+            until,
         };
-        damaged.push(b);
-        // Nodes left over after the value.
-        let mut b = body.clone();
-        b.changes[0] = StoredChange::Set {
-            term: "fee.base".into(),
-            value: vec![StoredValueNode::Int(1), StoredValueNode::Int(2)],
-            text: None,
-            until: None,
-        };
-        damaged.push(b);
-        let mut b = body.clone();
-        b.changes[1] = StoredChange::Remove {
-            term: "Fee".into(),
-            text: None,
-        };
-        damaged.push(b);
+        let damaged = [
+            with(&|b| b.effective = i32::MAX),
+            with(&|b| b.recorded_at = i64::MAX),
+            with(&|b| b.changes[0] = set(vec![StoredValueNode::Decimal("12,50".into())], None)),
+            with(&|b| b.changes[0] = set(vec![StoredValueNode::Int(1)], Some(i32::MAX))),
+            // A bad item first in a list, with more nodes and fields after it.
+            with(&|b| {
+                let list = vec![
+                    StoredValueNode::List(2),
+                    StoredValueNode::Percent("x".into()),
+                    StoredValueNode::Int(1),
+                ];
+                b.changes[0] = set(list, Some(740_000));
+            }),
+            // Nodes left over after the value.
+            with(&|b| {
+                let two = vec![StoredValueNode::Int(1), StoredValueNode::Int(2)];
+                b.changes[0] = set(two, None);
+            }),
+            with(&|b| {
+                b.changes[1] = StoredChange::Remove {
+                    term: "Fee".into(),
+                    text: None,
+                }
+            }),
+        ];
         for b in &damaged {
             let bytes = seal(b);
             assert_eq!(
@@ -870,9 +856,7 @@ mod tests {
             );
         }
         // What it passes over, damaged: the full read fails, the view does not.
-        let mut b = body.clone();
-        b.agreement = "Not A Slug".into();
-        let bytes = seal(&b);
+        let bytes = seal(&with(&|b| b.agreement = "Not A Slug".into()));
         assert!(decode_record(&bytes).is_err());
         assert_eq!(view_of_record(&bytes).unwrap(), AmendmentView::of(&whole));
         // Cut short, or longer than its struct: refused.
