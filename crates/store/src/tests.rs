@@ -1163,6 +1163,35 @@ fn readers_from_both_ends_give_every_agreement_once_in_version_order() {
 }
 
 #[test]
+fn a_visitor_that_panics_ends_the_pass_with_an_error_not_a_hang() {
+    let store = SledStore::temporary().unwrap();
+    // More chunks of records than the workers' queue holds, so that readers would wait.
+    agreements_of_lengths(&store, 60, |_| 200);
+    let store = std::sync::Arc::new(store);
+    // Every worker dies (and the readers find no one to hand chunks to), or only some do.
+    for every in [1, 7] {
+        let (done, ended) = std::sync::mpsc::channel();
+        let pass = std::sync::Arc::clone(&store);
+        std::thread::spawn(move || {
+            let seen = AtomicU64::new(0);
+            let e = pass.for_each_history(&|_, _| {
+                if seen.fetch_add(1, Ordering::SeqCst) % every == 0 {
+                    panic!("the visitor fails");
+                }
+            });
+            let _ = done.send(e);
+        });
+        // A hang guard, not a timing: a pass whose readers wait for dead workers never ends.
+        let e = ended
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the pass ended");
+        assert!(matches!(e, Err(StoreError::Corrupt { .. })), "{e:?}");
+    }
+    // The store is still whole for a pass that does not panic.
+    assert_eq!(one_pass(&store).len(), 60);
+}
+
+#[test]
 fn one_pass_checks_what_it_reads_as_the_full_read_does() {
     let store = SledStore::temporary().unwrap();
     let drafts = vec![opening("acme", vec![set("fee.base", Value::Int(1))])];
