@@ -95,7 +95,10 @@ pub trait LedgerStore {
     fn for_each_history(&self, visit: &HistoryVisitor<'_, Self::Error>) -> Result<(), Self::Error> {
         for head in self.agreements()? {
             let history = self.amendments(&head.agreement)?;
-            visit(head, &mut history.iter().map(|a| Ok(AmendmentView::of(a))));
+            visit(
+                head,
+                &mut history.into_iter().map(|a| Ok(AmendmentView::from(a))),
+            );
         }
         Ok(())
     }

@@ -62,36 +62,7 @@ impl ChangeView<'_> {
     }
 }
 
-impl<'a> AmendmentView<'a> {
-    /// The view of an amendment held whole (its strings borrowed, its values copied).
-    pub fn of(a: &'a Amendment) -> AmendmentView<'a> {
-        AmendmentView {
-            version: a.version,
-            effective: a.effective,
-            recorded_at: a.recorded_at,
-            title: Cow::Borrowed(&a.title),
-            changes: a
-                .changes
-                .iter()
-                .map(|c| match c {
-                    Change::Set {
-                        term,
-                        value,
-                        text,
-                        until,
-                    } => ChangeView::Set {
-                        term: term.clone(),
-                        value: value.clone(),
-                        text: text.as_deref().map(Cow::Borrowed),
-                        until: *until,
-                    },
-                    Change::Remove { term, .. } => ChangeView::Remove { term: term.clone() },
-                })
-                .collect(),
-            revokes: a.revokes.clone(),
-        }
-    }
-
+impl AmendmentView<'_> {
     /// The same, holding its own strings: for a caller that keeps it past the pass.
     pub fn into_owned(self) -> AmendmentView<'static> {
         AmendmentView {
@@ -105,6 +76,37 @@ impl<'a> AmendmentView<'a> {
                 .map(ChangeView::into_owned)
                 .collect(),
             revokes: self.revokes,
+        }
+    }
+}
+
+impl From<Amendment> for AmendmentView<'static> {
+    /// The view of an amendment taken whole: its title, values and texts moved, not copied.
+    fn from(a: Amendment) -> AmendmentView<'static> {
+        AmendmentView {
+            version: a.version,
+            effective: a.effective,
+            recorded_at: a.recorded_at,
+            title: Cow::Owned(a.title),
+            changes: a
+                .changes
+                .into_iter()
+                .map(|c| match c {
+                    Change::Set {
+                        term,
+                        value,
+                        text,
+                        until,
+                    } => ChangeView::Set {
+                        term,
+                        value,
+                        text: text.map(Cow::Owned),
+                        until,
+                    },
+                    Change::Remove { term, .. } => ChangeView::Remove { term },
+                })
+                .collect(),
+            revokes: a.revokes,
         }
     }
 }
@@ -148,8 +150,8 @@ mod tests {
             prev_hash: Hash::ZERO,
             hash: Hash::ZERO,
         };
-        let view = AmendmentView::of(&a);
-        assert!(matches!(view.title, Cow::Borrowed("Fee raised")));
+        let view = AmendmentView::from(a);
+        assert!(matches!(view.title, Cow::Owned(ref t) if t == "Fee raised"));
         assert_eq!(view.changes[0].term(), &term("fee.base"));
         assert_eq!(
             view.changes[1],
@@ -157,7 +159,12 @@ mod tests {
                 term: term("fee.old")
             }
         );
-        let owned = view.clone().into_owned();
+        // A view that borrows, made to own its strings, is the same view.
+        let borrowed = AmendmentView {
+            title: Cow::Borrowed("Fee raised"),
+            ..view.clone()
+        };
+        let owned = borrowed.into_owned();
         assert!(matches!(owned.title, Cow::Owned(_)));
         assert_eq!(owned, view);
         assert_eq!(owned.revokes, vec![1]);

@@ -138,42 +138,12 @@ impl Timeline {
     pub fn from_history(
         amendments: impl IntoIterator<Item = Amendment>,
     ) -> Result<Timeline, ProjectionError> {
-        let amendments = amendments.into_iter();
-        let mut timeline = Timeline::with_capacity(amendments.size_hint().0);
-        for (expected, a) in (1..).zip(amendments) {
-            check_next(expected, a.version)?;
-            let Amendment {
-                effective,
-                recorded_at,
-                title,
-                changes,
-                revokes,
-                ..
-            } = a;
-            let changes = changes.into_iter().map(|c| match c {
-                Change::Set {
-                    term,
-                    value,
-                    text,
-                    until,
-                } => (Cow::Owned(term), Some((value, text, until))),
-                Change::Remove { term, .. } => (Cow::Owned(term), None),
-            });
-            let next = Next {
-                effective,
-                recorded_at,
-                title,
-                revokes: &revokes,
-                changes,
-            };
-            timeline.index(next, Place::Append);
-        }
-        Ok(timeline.sorted())
+        Timeline::from_views(amendments.into_iter().map(AmendmentView::from))
     }
 
     /// As [`Timeline::from_history`], from the views a pass over the store gives
     /// ([`pactum_domain::LedgerStore::for_each_history`]): each value is moved into the index,
-    /// each title and text copied once.
+    /// each borrowed title and text copied once (an owned one is moved).
     pub fn from_views<'a>(
         views: impl IntoIterator<Item = AmendmentView<'a>>,
     ) -> Result<Timeline, ProjectionError> {

@@ -809,7 +809,10 @@ mod tests {
         };
         let bytes = seal(&body);
         let whole = decode_record(&bytes).unwrap();
-        assert_eq!(view_of_record(&bytes).unwrap(), AmendmentView::of(&whole));
+        assert_eq!(
+            view_of_record(&bytes).unwrap(),
+            AmendmentView::from(whole.clone())
+        );
         // What a view reads, damaged: it fails as the full read does.
         let with = |edit: &dyn Fn(&mut StoredBody)| {
             let mut b = body.clone();
@@ -858,7 +861,10 @@ mod tests {
         // What it passes over, damaged: the full read fails, the view does not.
         let bytes = seal(&with(&|b| b.agreement = "Not A Slug".into()));
         assert!(decode_record(&bytes).is_err());
-        assert_eq!(view_of_record(&bytes).unwrap(), AmendmentView::of(&whole));
+        assert_eq!(
+            view_of_record(&bytes).unwrap(),
+            AmendmentView::from(whole.clone())
+        );
         // Cut short, or longer than its struct: refused.
         assert!(view_of_record(&bytes[..40]).is_err());
         let mut longer = seal(&body);

@@ -205,7 +205,7 @@ fn decode_record(bytes: &[u8]) {
     // (the agreement, summary, sources, opening); codec's tests check which.
     let viewed = crate::codec::view_of_record(bytes);
     if let Ok(amendment) = &in_place {
-        assert_eq!(viewed, Ok(AmendmentView::of(amendment)));
+        assert_eq!(viewed, Ok(AmendmentView::from(amendment.clone())));
     }
     if let Ok(record) = owned {
         if let Some(body) = raw_body(bytes) {

@@ -1086,7 +1086,7 @@ impl OneByOne<'_> {
 fn views_of(history: &[Amendment]) -> Vec<AmendmentView<'static>> {
     history
         .iter()
-        .map(|a| AmendmentView::of(a).into_owned())
+        .map(|a| AmendmentView::from(a.clone()))
         .collect()
 }
 

@@ -170,7 +170,7 @@ proptest! {
         prop_assert_eq!(n, specs.len() as Version);
         let points: Vec<Point> = raw_points.into_iter().map(|p| point(n, p)).collect();
 
-        let views = || ledger.amendments.iter().map(AmendmentView::of);
+        let views = || ledger.amendments.iter().cloned().map(AmendmentView::from);
         for &p in &points {
             let expected = fold_terms(&ledger.amendments, p);
             prop_assert_eq!(&tl.terms_at(p), &expected, "at {:?}", p);
@@ -256,12 +256,12 @@ proptest! {
         prop_assert_eq!(format!("{pushed:?}"), format!("{whole:?}"));
         let taken = Timeline::from_history(ledger.amendments.clone()).unwrap();
         prop_assert_eq!(format!("{taken:?}"), format!("{whole:?}"));
-        let viewed = Timeline::from_views(ledger.amendments.iter().map(AmendmentView::of)).unwrap();
+        let viewed = Timeline::from_views(ledger.amendments.iter().cloned().map(AmendmentView::from)).unwrap();
         prop_assert_eq!(format!("{viewed:?}"), format!("{whole:?}"));
         if let Some(rest) = ledger.amendments.get(1..).filter(|r| !r.is_empty()) {
             let gap = Err(crate::ProjectionError::NotContiguous { expected: 1, found: 2 });
             prop_assert_eq!(Timeline::from_history(rest.to_vec()).map(|_| ()), gap.clone());
-            let views = rest.iter().map(AmendmentView::of);
+            let views = rest.iter().cloned().map(AmendmentView::from);
             prop_assert_eq!(Timeline::from_views(views.clone()).map(|_| ()), gap.clone());
             let latest = Point { version: Version::MAX, on: day(0) };
             prop_assert_eq!(terms_of_history(views, latest).map(|_| ()), gap);
