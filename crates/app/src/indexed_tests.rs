@@ -142,7 +142,8 @@ fn semantics(l: &Ledger<SledStore>) {
     }
 }
 
-/// `Ledger::terms` (which takes the index) against the full read, at every `cut_step`-th
+/// `Ledger::terms` (which takes the index, or folds a short history's records whole) against
+/// the full read, at every `cut_step`-th
 /// version, `Latest` and instants at and just before some recordings, on every `step` days
 /// over the span and on the days around some effective dates and `until`s. Returns how many
 /// points were compared.
@@ -275,23 +276,40 @@ impl Rng {
     }
 }
 
-#[test]
-fn the_index_and_the_history_agree_on_a_long_ledger_appended_in_calls_of_every_size() {
-    let l = ledger();
-    let terms = ["a", "b", "c.d", "e", "f"];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let base = day("2020-01-01");
-    let (mut cursor, mut version) = (0i64, 0u64);
-    let stamper = StepStamper::new(t0(), Duration::hours(1));
-    for size in [1usize, 1, 5, 64, 2, 70, 1, 1, 30, 3] {
+/// A random history of terms "a" to "e" (sets, removes, untils that lapse, retroactive dates,
+/// revocations), appended straight to the store: it need not pass the app's decision rules.
+struct RandomHistory {
+    rng: Rng,
+    base: NaiveDate,
+    cursor: i64,
+    version: Version,
+    stamper: StepStamper,
+}
+
+impl RandomHistory {
+    fn new() -> RandomHistory {
+        RandomHistory {
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            base: day("2020-01-01"),
+            cursor: 0,
+            version: 0,
+            stamper: StepStamper::new(t0(), Duration::hours(1)),
+        }
+    }
+
+    /// Appends `size` more versions in one call.
+    fn append(&mut self, l: &Ledger<SledStore>, size: usize) {
+        let terms = ["a", "b", "c.d", "e", "f"];
+        let rng = &mut self.rng;
         let mut drafts = Vec::new();
         for _ in 0..size {
-            version += 1;
+            self.version += 1;
+            let version = self.version;
             let effective = if version > 1 && rng.below(5) == 0 {
-                base + Duration::days(rng.below(cursor.max(1) as u64) as i64)
+                self.base + Duration::days(rng.below(self.cursor.max(1) as u64) as i64)
             } else {
-                cursor += rng.below(6) as i64;
-                base + Duration::days(cursor)
+                self.cursor += rng.below(6) as i64;
+                self.base + Duration::days(self.cursor)
             };
             let mut changes = Vec::new();
             for (i, t) in terms.iter().enumerate() {
@@ -322,17 +340,49 @@ fn the_index_and_the_history_agree_on_a_long_ledger_appended_in_calls_of_every_s
             }
             drafts.push(draft(&title, &effective.to_string(), changes, revokes));
         }
-        // Straight to the store: the history need not pass the app's decision rules.
         let request = AppendRequest {
             agreement: slug(),
-            expected_version: version - size as Version,
+            expected_version: self.version - size as Version,
             drafts,
         };
-        l.store().append(&[request], &stamper).unwrap();
+        l.store().append(&[request], &self.stamper).unwrap();
     }
-    assert_eq!(version, 178);
-    let end = (base + Duration::days(cursor + 40)).to_string();
-    assert!(both_paths_agree(&l, ("2019-12-01", &end), 20, 4) > 3000);
+
+    /// The days to ask about: from before the first version to after the last `until`.
+    fn span(&self) -> (String, String) {
+        let end = self.base + Duration::days(self.cursor + 40);
+        ("2019-12-01".to_owned(), end.to_string())
+    }
+}
+
+#[test]
+fn the_index_and_the_history_agree_on_a_long_ledger_appended_in_calls_of_every_size() {
+    let l = ledger();
+    let mut random = RandomHistory::new();
+    for size in [1usize, 1, 5, 64, 2, 70, 1, 1, 30, 3] {
+        random.append(&l, size);
+    }
+    assert_eq!(random.version, 178);
+    let (start, end) = random.span();
+    assert!(both_paths_agree(&l, (&start, &end), 20, 4) > 3000);
+}
+
+#[test]
+fn a_short_history_folded_whole_agrees_with_the_full_read_at_every_length() {
+    // Up to the store's limit for reading a history whole (16 versions), `terms` folds the
+    // records; past it, it walks the index. Both must answer as the full read does.
+    let l = ledger();
+    let mut random = RandomHistory::new();
+    let mut short = Vec::new();
+    for _ in 0..18 {
+        random.append(&l, 1);
+        short.push(l.store().short_history(&slug(), &mut |_| {}).unwrap());
+        let (start, end) = random.span();
+        assert!(both_paths_agree(&l, (&start, &end), 7, 1) > 50);
+    }
+    let folded = short.iter().filter(|s| **s).count();
+    assert_eq!(folded, 16, "{short:?}");
+    assert!(short[..16].iter().all(|s| *s), "{short:?}");
 }
 
 #[test]

@@ -366,6 +366,20 @@ impl<S: LedgerStore> Ledger<S> {
     /// (a store made before the index, or a backend without one) from the whole history. Both
     /// give the same answer and the same errors.
     pub fn terms(&self, agreement: &Slug, cut: Cut, on: NaiveDate) -> Result<TermsAt, AppError> {
+        // A short history folds in one pass over its records, read in place: cheaper than
+        // building an index of a few versions and walking it.
+        let mut folded = None;
+        self.store
+            .short_history(agreement, &mut |history| {
+                folded = Some(pactum_projection::terms_of_history_at(history, cut, on));
+            })
+            .map_err(AppError::store)?;
+        if let Some(answer) = folded {
+            return answer.map_err(|source| AppError::Projection {
+                agreement: agreement.clone(),
+                source,
+            });
+        }
         if let Some(index) = self.query_index(agreement)? {
             let version = resolve_indexed(agreement, &*index, cut)?;
             return pactum_projection::terms_via_index(&*index, Point { version, on })

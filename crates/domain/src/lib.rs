@@ -26,8 +26,8 @@ pub use memory_index::{IndexedFacts, Infallibly, MemoryIndex};
 pub use stamp::{Stamper, StepStamper};
 pub use store::{
     AgreementHead, AppendRequest, BoxedIndex, ChainCheck, ChainReport, Histories, HistoryIndex,
-    HistoryVisitor, ImportFailure, LedgerStore, Placement, Rejected, StoreFailure, VerifyFinding,
-    Views,
+    HistoryVisitor, ImportFailure, LedgerStore, Placement, Rejected, ShortHistoryVisitor,
+    StoreFailure, VerifyFinding, Views,
 };
 pub use value::{Currency, Decimal, Money, Value, ValueError};
 pub use view::{AmendmentView, ChangeView};

@@ -150,6 +150,21 @@ pub trait LedgerStore {
         let _ = agreement;
         Ok(None)
     }
+
+    /// For a query on one agreement whose history is short: the whole history as views
+    /// (versions 1..=latest in order, checked as [`LedgerStore::amendments`] checks them),
+    /// given once to `visit`, so that the query folds a few records instead of indexing them.
+    /// `Ok(false)`, without calling `visit`, when the backend would rather be asked through
+    /// [`LedgerStore::index`] or [`LedgerStore::amendments`]: the default, and the answer for
+    /// a long history or an unknown agreement.
+    fn short_history(
+        &self,
+        agreement: &Slug,
+        visit: &mut ShortHistoryVisitor<'_>,
+    ) -> Result<bool, Self::Error> {
+        let _ = (agreement, visit);
+        Ok(false)
+    }
 }
 
 /// Where one version stands in valid time, as an index returns it.
@@ -176,6 +191,10 @@ pub type BoxedIndex<'a, E> = Box<dyn HistoryIndex<Error = E> + 'a>;
 
 /// What [`LedgerStore::for_each_history`] calls for each agreement.
 pub type HistoryVisitor<'v, E> = dyn for<'r> Fn(AgreementHead, &mut Views<'r, E>) + Sync + 'v;
+
+/// What [`LedgerStore::short_history`] calls with the history. The views borrow what the
+/// store read, so they last as long as the call.
+pub type ShortHistoryVisitor<'v> = dyn for<'r> FnMut(Vec<AmendmentView<'r>>) + 'v;
 
 /// One agreement's amendments as a [`HistoryVisitor`] takes them. The views borrow what the pass
 /// read, so they last as long as the call.

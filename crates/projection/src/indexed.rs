@@ -40,15 +40,9 @@ where
     I: HistoryIndex + ?Sized,
     I::Error: std::error::Error + 'static,
 {
-    let latest = index.latest();
-    match cut {
-        Cut::Latest => Ok(latest),
-        Cut::Version(requested) if requested > latest => {
-            Err(ProjectionError::VersionOutOfRange { requested, latest }.into())
-        }
-        Cut::Version(v) => Ok(v),
-        Cut::KnownAt(at) => index.version_known_at(at).map_err(IndexedError::Index),
-    }
+    cut.resolve_in(index.latest(), |at| {
+        index.version_known_at(at).map_err(IndexedError::Index)
+    })
 }
 
 /// The terms at `point` (SPEC §3), equal to [`crate::fold_terms`] over the indexed history. A

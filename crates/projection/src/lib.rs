@@ -24,7 +24,7 @@ pub use indexed::{
     diff_via_index, history_via_index, in_force_via_index, resolve_via_index, revoked_by_via_index,
     terms_via_index, Extended, IndexedError, MemoryIndex,
 };
-pub use pass::terms_of_history;
+pub use pass::{terms_of_history, terms_of_history_at};
 pub use timeline::{ProjectionError, Timeline};
 pub use types::{
     ChangeKind, Cut, Diff, Entry, HistoryRow, Op, Pending, PlainValue, Point, ReplayStep,

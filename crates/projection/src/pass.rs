@@ -4,10 +4,27 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use chrono::NaiveDate;
 use pactum_domain::{AmendmentView, ChangeView, TermKey, Version};
 
 use crate::timeline::{check_next, ProjectionError};
-use crate::types::{Entry, Pending, Point, TermsAt};
+use crate::types::{Cut, Entry, Pending, Point, TermsAt};
+
+/// The terms at cut `cut` on day `on` of one agreement whose whole history is given (a short
+/// history a store hands a query whole): K is resolved in the history as
+/// [`crate::Timeline::resolve`] resolves it, then folded by [`terms_of_history`].
+pub fn terms_of_history_at(
+    history: Vec<AmendmentView<'_>>,
+    cut: Cut,
+    on: NaiveDate,
+) -> Result<TermsAt, ProjectionError> {
+    let version = cut.resolve_in(history.len() as Version, |at| {
+        Ok::<_, ProjectionError>(
+            history.iter().take_while(|v| v.recorded_at <= at).count() as Version
+        )
+    })?;
+    terms_of_history(history, Point { version, on })
+}
 
 /// The terms at `point` of one agreement whose whole history is given, versions 1..=n in
 /// order (as [`pactum_domain::LedgerStore::for_each_history`] gives it): the answer of

@@ -296,22 +296,16 @@ impl Timeline {
     /// The knowledge cut K a query asks for. `KnownAt` an instant before the first record is 0
     /// (nothing known yet).
     pub fn resolve(&self, cut: Cut) -> Result<Version, ProjectionError> {
-        let latest = self.latest();
-        match cut {
-            Cut::Latest => Ok(latest),
-            Cut::Version(requested) if requested > latest => {
-                Err(ProjectionError::VersionOutOfRange { requested, latest })
-            }
-            Cut::Version(v) => Ok(v),
-            // `recorded_at` strictly increases, so this is the prefix recorded by then; a
-            // damaged ledger whose times go back (verify reports it) gets the prefix up to the
-            // first record after `at`.
-            Cut::KnownAt(at) => Ok(self
+        // `recorded_at` strictly increases, so `KnownAt` is the prefix recorded by then; a
+        // damaged ledger whose times go back (verify reports it) gets the prefix up to the
+        // first record after `at`.
+        cut.resolve_in(self.latest(), |at| {
+            Ok(self
                 .versions
                 .iter()
                 .take_while(|v| v.recorded_at <= at)
-                .count() as Version),
-        }
+                .count() as Version)
+        })
     }
 
     /// Whether `version` has its effects at cut `k`: it exists, is ≤ `k`, and no amendment that

@@ -8,6 +8,8 @@ use pactum_domain::{TermKey, Value, Version};
 use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use crate::timeline::ProjectionError;
+
 /// A term as it stands after an amendment set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -110,6 +112,26 @@ pub enum Cut {
     Version(Version),
     /// The ledger as it stood at this instant: the last version recorded at or before it.
     KnownAt(DateTime<Utc>),
+}
+
+impl Cut {
+    /// The version K this cut stands for in a history whose latest version is `latest`;
+    /// `known_at(t)` gives the last version recorded at or before `t` (0 if none). One rule
+    /// for a timeline, an index and a short history's views alike.
+    pub(crate) fn resolve_in<E: From<ProjectionError>>(
+        self,
+        latest: Version,
+        known_at: impl FnOnce(DateTime<Utc>) -> Result<Version, E>,
+    ) -> Result<Version, E> {
+        match self {
+            Cut::Latest => Ok(latest),
+            Cut::Version(requested) if requested > latest => {
+                Err(ProjectionError::VersionOutOfRange { requested, latest }.into())
+            }
+            Cut::Version(v) => Ok(v),
+            Cut::KnownAt(at) => known_at(at),
+        }
+    }
 }
 
 /// A query point: a knowledge cut K (already resolved to a version) and a day.

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pactum_domain::{
     AgreementHead, Amendment, AppendRequest, BoxedIndex, ChainReport, Hash, Histories,
-    HistoryVisitor, ImportFailure, LedgerStore, Slug, Stamper, StoreFailure,
+    HistoryVisitor, ImportFailure, LedgerStore, ShortHistoryVisitor, Slug, Stamper, StoreFailure,
 };
 
 use crate::codec::{body_of, chain_hash, encode};
@@ -98,6 +98,15 @@ impl LedgerStore for SledStore {
         // rewrites a key at or below a head, so the index (all of whose reads stay at or below
         // the head it reads first) never sees one halfway. Appends then need not wait for it.
         self.guarded(|| self.index_unguarded(agreement))
+    }
+
+    fn short_history(
+        &self,
+        agreement: &Slug,
+        visit: &mut ShortHistoryVisitor<'_>,
+    ) -> Result<bool, StoreError> {
+        // No read lock, for the reason `index` needs none: the read stops at the head's key.
+        self.guarded(|| self.short_history_unguarded(agreement, visit))
     }
 }
 

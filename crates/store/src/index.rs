@@ -32,7 +32,7 @@ use std::sync::{Arc, OnceLock};
 use chrono::{DateTime, NaiveDate, Utc};
 use pactum_domain::{
     Amendment, BoxedIndex, Change, HistoryIndex, IndexedFacts, Infallibly, MemoryIndex, Placement,
-    Slug, TermKey, VerifyFinding, Version,
+    ShortHistoryVisitor, Slug, TermKey, VerifyFinding, Version,
 };
 use sled::Tree;
 use uuid::Uuid;
@@ -542,24 +542,8 @@ impl SledStore {
         let Some(trees) = &self.index else {
             return Ok(None);
         };
-        let (id, latest) = match self.heads.get(agreement) {
-            Some(known) => known,
-            None => {
-                let before = self.heads.before_read();
-                let Some(id) = self.uuid_of(agreement)? else {
-                    return Ok(None);
-                };
-                // Read without the store's read lock (see `LedgerStore::index` in guard.rs): a
-                // new agreement's slug goes into sled before its head, so a slug without a head
-                // is an append halfway through; the index then has nothing to offer, and the
-                // caller's history read (under the lock) sees the agreement whole, or says it
-                // is damaged.
-                let Some(head) = self.head_by_id(&id, agreement.as_str())? else {
-                    return Ok(None);
-                };
-                self.heads.read(agreement, id, head.version, before);
-                (id, head.version)
-            }
+        let Some((id, latest)) = self.known_head(agreement)? else {
+            return Ok(None);
         };
         if latest <= READ_WHOLE {
             let whole = self.history_read_whole(&id, agreement, latest)?;
@@ -604,6 +588,79 @@ impl SledStore {
         };
         index.segments.borrow_mut().insert(latest, seg);
         Ok(Some(Box::new(index)))
+    }
+
+    /// The agreement's id and latest version, from what the open store keeps, else read from
+    /// sled (and then kept); `None` for an unknown agreement, or one whose head is not in yet.
+    fn known_head(&self, agreement: &Slug) -> Result<Option<(Uuid, Version)>, StoreError> {
+        if let Some(known) = self.heads.get(agreement) {
+            return Ok(Some(known));
+        }
+        let before = self.heads.before_read();
+        let Some(id) = self.uuid_of(agreement)? else {
+            return Ok(None);
+        };
+        // Read without the store's read lock (see `LedgerStore::index` in guard.rs): a new
+        // agreement's slug goes into sled before its head, so a slug without a head is an
+        // append halfway through; the index then has nothing to offer, and the caller's
+        // history read (under the lock) sees the agreement whole, or says it is damaged.
+        let Some(head) = self.head_by_id(&id, agreement.as_str())? else {
+            return Ok(None);
+        };
+        self.heads.read(agreement, id, head.version, before);
+        Ok(Some((id, head.version)))
+    }
+
+    /// A short history (at most [`READ_WHOLE`] versions) as views, for
+    /// [`pactum_domain::LedgerStore::short_history`]: one range read of `amendments` up to the
+    /// head's key, each record read in place. Keys past the head belong to an append under
+    /// way, and the read stops before them (so it also never steps into the next leaf to
+    /// find the end of the agreement's keys).
+    pub(crate) fn short_history_unguarded(
+        &self,
+        agreement: &Slug,
+        visit: &mut ShortHistoryVisitor<'_>,
+    ) -> Result<bool, StoreError> {
+        let Some((id, latest)) = self.known_head(agreement)? else {
+            return Ok(false);
+        };
+        if latest > READ_WHOLE {
+            return Ok(false);
+        }
+        let name = agreement.as_str();
+        let mut values = Vec::new();
+        for kv in self
+            .amendments
+            .range(record_key(&id, 1)..=record_key(&id, latest))
+        {
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            let Some((_, last)) = split_record_key(&k) else {
+                return Err(self.corrupt(format!(
+                    "agreement {name} has a record key of {} bytes, not 24",
+                    k.len()
+                )));
+            };
+            values.push((last, v));
+            if last == latest {
+                break;
+            }
+        }
+        let missing =
+            |version| self.decode_err(name, Some(version), "the record is missing".into());
+        let mut history = Vec::with_capacity(latest as usize);
+        for viewed in self.views_of(name, &values) {
+            let (version, view) = viewed?;
+            let next = history.len() as Version + 1;
+            if version != next || view.version != version {
+                return Err(missing(next));
+            }
+            history.push(view);
+        }
+        if history.len() as Version != latest {
+            return Err(missing(history.len() as Version + 1));
+        }
+        visit(history);
+        Ok(true)
     }
 
     /// Versions 1..=`latest` of agreement `id`, read whole (one range read of `amendments`)

@@ -16,7 +16,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use pactum_domain::{AgreementHead, Hash, HistoryVisitor, Slug};
+use pactum_domain::{AgreementHead, AmendmentView, Hash, HistoryVisitor, Slug};
 use uuid::Uuid;
 
 use crate::codec::*;
@@ -295,23 +295,37 @@ impl SledStore {
             };
             for (head, values) in chunk {
                 let slug = head.agreement.clone();
-                let err = |version, reason| self.decode_err(slug.as_str(), Some(version), reason);
-                let mut decoded = values
-                    .iter()
-                    .flat_map(|(last, value)| {
-                        let (records, broken) = match pack::unpack(*last, value) {
-                            Ok(records) => (records, None),
-                            Err(reason) => (Vec::new(), Some(err(*last, reason))),
-                        };
-                        records.into_iter().map(Ok).chain(broken.map(Err))
-                    })
-                    .map(|record| {
-                        let (version, bytes) = record?;
-                        view_of_record(bytes).map_err(|reason| err(version, reason))
-                    });
+                let mut decoded = self
+                    .views_of(slug.as_str(), &values)
+                    .map(|viewed| viewed.map(|(_, view)| view));
                 visit(head, &mut decoded);
             }
         }
+    }
+
+    /// The records of one agreement's `amendments` values (each keyed by its last version),
+    /// each with its version, read in place into a view as the caller takes them. A pack
+    /// that does not split is an error at its key's version.
+    pub(crate) fn views_of<'v>(
+        &'v self,
+        agreement: &'v str,
+        values: &'v [(u64, sled::IVec)],
+    ) -> impl Iterator<Item = Result<(u64, AmendmentView<'v>), StoreError>> + 'v {
+        let err = move |version, reason| self.decode_err(agreement, Some(version), reason);
+        values
+            .iter()
+            .flat_map(move |(last, value)| {
+                let (records, broken) = match pack::unpack(*last, value) {
+                    Ok(records) => (records, None),
+                    Err(reason) => (Vec::new(), Some(err(*last, reason))),
+                };
+                records.into_iter().map(Ok).chain(broken.map(Err))
+            })
+            .map(move |record| {
+                let (version, bytes) = record?;
+                let view = view_of_record(bytes).map_err(|reason| err(version, reason))?;
+                Ok((version, view))
+            })
     }
 
     /// The domain's head from a stored one.

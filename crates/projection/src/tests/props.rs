@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::{
     diff_via_index, fold_terms, history_via_index, resolve_via_index, terms_of_history,
-    terms_via_index, ChangeKind, Cut, Entry, MemoryIndex, Timeline,
+    terms_of_history_at, terms_via_index, ChangeKind, Cut, Entry, MemoryIndex, Timeline,
 };
 
 const KEYS: [&str; 6] = ["a", "b", "c.d", "c.e", "f", "g-h"];
@@ -345,8 +345,14 @@ proptest! {
                 }
             }
         }
+        let views = || ledger.amendments.iter().cloned().map(AmendmentView::from).collect();
+        let on = ledger.amendments[0].effective + Days::new(30);
+        // The cut resolved, and the terms there, as the timeline gives them (an error alike).
+        let by_timeline =
+            |cut| tl.resolve(cut).map(|version| tl.terms_at(Point { version, on }));
         for cut in [Cut::Latest, Cut::Version(0), Cut::Version(n), Cut::Version(n + 1)] {
             prop_assert_eq!(resolve_via_index(&index, cut).ok(), tl.resolve(cut).ok());
+            prop_assert_eq!(terms_of_history_at(views(), cut, on), by_timeline(cut));
         }
         for name in KEYS {
             prop_assert_eq!(history_via_index(&index, &key(name)).unwrap(), tl.history(&key(name)), "{}", name);
@@ -356,6 +362,7 @@ proptest! {
             let at = first_recorded() + chrono::Duration::seconds(secs - 3600);
             let cut = Cut::KnownAt(at);
             prop_assert_eq!(resolve_via_index(&index, cut).ok(), tl.resolve(cut).ok());
+            prop_assert_eq!(terms_of_history_at(views(), cut, on), by_timeline(cut));
         }
     }
 }

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{Duration, TimeZone};
-use pactum_domain::{AppendRequest, Draft, DraftFields, LedgerStore, Opening, StepStamper, Value};
+use pactum_domain::{
+    AmendmentView, AppendRequest, Draft, DraftFields, LedgerStore, Opening, StepStamper, Value,
+};
 
 use sled::IVec;
 
@@ -612,6 +614,68 @@ fn a_short_history_with_a_record_missing_says_so() {
         .index(&slug())
         .err()
         .expect("a missing record is an error");
+    assert!(err.to_string().contains("the record is missing"), "{err}");
+}
+
+/// What `short_history` hands over, owned; `None` if it did not call the visitor.
+fn short_views(store: &SledStore) -> (bool, Option<Vec<AmendmentView<'static>>>) {
+    let mut seen = None;
+    let short = store
+        .short_history(&slug(), &mut |views| {
+            seen = Some(views.into_iter().map(AmendmentView::into_owned).collect());
+        })
+        .unwrap();
+    (short, seen)
+}
+
+#[test]
+fn a_short_history_is_handed_over_as_views_of_its_records_up_to_its_head() {
+    for (n, sizes) in [
+        (1, &[1][..]),
+        (7, &[1, 2][..]),
+        (READ_WHOLE, &[16][..]),
+        (READ_WHOLE + 1, &[5][..]),
+    ] {
+        let store = SledStore::temporary().unwrap();
+        let all = history(&store, n, sizes, n);
+        let expected: Vec<AmendmentView> = all.into_iter().map(AmendmentView::from).collect();
+        let (short, seen) = short_views(&store);
+        assert_eq!(short, n <= READ_WHOLE, "v{n}");
+        assert_eq!(seen, short.then_some(expected.clone()), "v{n}");
+        // A key past the head is an append under way: never read, whatever it holds.
+        let (_, id) = raw(&store, crate::TREE_SLUGS).remove(0);
+        let id = Uuid::from_slice(&id).unwrap();
+        store
+            .raw_tree(crate::TREE_AMENDMENTS)
+            .unwrap()
+            .insert(record_key(&id, n + 1), &[0xff, 0xff][..])
+            .unwrap();
+        assert_eq!(
+            short_views(&store),
+            (short, short.then_some(expected)),
+            "v{n}"
+        );
+    }
+    let empty = SledStore::temporary().unwrap();
+    assert_eq!(short_views(&empty), (false, None));
+}
+
+#[test]
+fn a_short_history_handed_over_with_a_record_missing_says_which() {
+    let store = SledStore::temporary().unwrap();
+    history(&store, 5, &[1], 3);
+    let (k, _) = raw(&store, crate::TREE_AMENDMENTS).remove(2);
+    store
+        .raw_tree(crate::TREE_AMENDMENTS)
+        .unwrap()
+        .remove(k)
+        .unwrap();
+    let err = store
+        .short_history(&slug(), &mut |_| {
+            panic!("a damaged history is not handed over")
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("acme v3"), "{err}");
     assert!(err.to_string().contains("the record is missing"), "{err}");
 }
 
