@@ -601,7 +601,7 @@ fn a_short_history_is_answered_from_its_records_without_its_segments() {
 }
 
 #[test]
-fn a_short_history_with_a_record_missing_says_so() {
+fn a_short_history_with_a_record_missing_says_which() {
     let store = SledStore::temporary().unwrap();
     history(&store, 5, &[1], 3);
     let (k, _) = raw(&store, crate::TREE_AMENDMENTS).remove(2);
@@ -610,11 +610,20 @@ fn a_short_history_with_a_record_missing_says_so() {
         .unwrap()
         .remove(k)
         .unwrap();
-    let err = store
+    // Both ways a short history is read whole: into an index, and as views.
+    let indexed = store
         .index(&slug())
         .err()
         .expect("a missing record is an error");
-    assert!(err.to_string().contains("the record is missing"), "{err}");
+    let viewed = store
+        .short_history(&slug(), &mut |_| {
+            panic!("a damaged history is not handed over")
+        })
+        .unwrap_err();
+    for err in [indexed, viewed] {
+        assert!(err.to_string().contains("acme v3"), "{err}");
+        assert!(err.to_string().contains("the record is missing"), "{err}");
+    }
 }
 
 /// What `short_history` hands over, owned; `None` if it did not call the visitor.
@@ -658,25 +667,6 @@ fn a_short_history_is_handed_over_as_views_of_its_records_up_to_its_head() {
     }
     let empty = SledStore::temporary().unwrap();
     assert_eq!(short_views(&empty), (false, None));
-}
-
-#[test]
-fn a_short_history_handed_over_with_a_record_missing_says_which() {
-    let store = SledStore::temporary().unwrap();
-    history(&store, 5, &[1], 3);
-    let (k, _) = raw(&store, crate::TREE_AMENDMENTS).remove(2);
-    store
-        .raw_tree(crate::TREE_AMENDMENTS)
-        .unwrap()
-        .remove(k)
-        .unwrap();
-    let err = store
-        .short_history(&slug(), &mut |_| {
-            panic!("a damaged history is not handed over")
-        })
-        .unwrap_err();
-    assert!(err.to_string().contains("acme v3"), "{err}");
-    assert!(err.to_string().contains("the record is missing"), "{err}");
 }
 
 #[test]
