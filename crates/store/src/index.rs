@@ -612,10 +612,9 @@ impl SledStore {
     }
 
     /// A short history (at most [`READ_WHOLE`] versions) as views, for
-    /// [`pactum_domain::LedgerStore::short_history`]: one range read of `amendments` up to the
-    /// head's key, each record read in place. Keys past the head belong to an append under
-    /// way, and the read stops before them (so it also never steps into the next leaf to
-    /// find the end of the agreement's keys).
+    /// [`pactum_domain::LedgerStore::short_history`]: one range read of `amendments` that ends
+    /// at the head's key (keys past it belong to an append under way), each record read in
+    /// place.
     pub(crate) fn short_history_unguarded(
         &self,
         agreement: &Slug,
@@ -628,23 +627,9 @@ impl SledStore {
             return Ok(false);
         }
         let name = agreement.as_str();
-        let mut values = Vec::new();
-        for kv in self
-            .amendments
-            .range(record_key(&id, 1)..=record_key(&id, latest))
-        {
-            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            let Some((_, last)) = split_record_key(&k) else {
-                return Err(self.corrupt(format!(
-                    "agreement {name} has a record key of {} bytes, not 24",
-                    k.len()
-                )));
-            };
-            values.push((last, v));
-            if last == latest {
-                break;
-            }
-        }
+        let values = self
+            .record_values(&id, name, latest)
+            .collect::<Result<Vec<_>, _>>()?;
         let missing =
             |version| self.decode_err(name, Some(version), "the record is missing".into());
         let mut history = Vec::with_capacity(latest as usize);

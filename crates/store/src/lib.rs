@@ -1464,14 +1464,8 @@ impl SledStore {
         until: u64,
         mut visit: impl FnMut(u64, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        for kv in self.amendments.scan_prefix(id.as_bytes()) {
-            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            let Some((_, last)) = split_record_key(&k) else {
-                return Err(self.corrupt(format!(
-                    "agreement {agreement} has a record key of {} bytes, not 24",
-                    k.len()
-                )));
-            };
+        for value in self.record_values(id, agreement, until) {
+            let (last, v) = value?;
             let records =
                 pack::unpack(last, &v).map_err(|r| self.decode_err(agreement, Some(last), r))?;
             for (version, record) in records {
@@ -1482,6 +1476,39 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+
+    /// The `amendments` values of agreement `id`, each with its key's (last) version, in key
+    /// order, through the one that holds version `until`: the read ends at that key, and never
+    /// asks sled for the next one (which may be in the next leaf). A key that does not read is
+    /// an error naming `agreement`.
+    pub(crate) fn record_values<'s>(
+        &'s self,
+        id: &Uuid,
+        agreement: &'s str,
+        until: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + 's {
+        let mut reached = false;
+        let mut values = self.amendments.scan_prefix(id.as_bytes());
+        std::iter::from_fn(move || {
+            if reached {
+                return None;
+            }
+            let read = values
+                .next()?
+                .map_err(|e| self.sled_err(e))
+                .and_then(|(k, v)| {
+                    let Some((_, last)) = split_record_key(&k) else {
+                        return Err(self.corrupt(format!(
+                            "agreement {agreement} has a record key of {} bytes, not 24",
+                            k.len()
+                        )));
+                    };
+                    Ok((last, v))
+                });
+            reached = read.as_ref().map_or(true, |(last, _)| *last >= until);
+            Some(read)
+        })
     }
 
     fn append_unguarded(
