@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// sled and the record decoders allocate many small blocks; mimalloc serves them about twice as
-/// fast as the system allocator (docs/PERFORMANCE.md).
+/// fast as the system allocator (docs/PERFORMANCE-LOG.md, item 2).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -109,9 +109,9 @@ impl VerifyReport {
 /// call creates sort in the order they were created. The store keys an agreement by its id:
 /// with random ids a call's new agreements went in at random places within that millisecond's
 /// range of keys, and sled left some leaves over-full there for the next reader to split (its
-/// first queries after a big import wrote about 60 MB and ran a third slower, docs/PERFORMANCE.md).
-/// An id for a millisecond earlier than the last one (a restore's recorded times) is random
-/// after its timestamp, which stays the recorded time.
+/// first queries after a big import wrote about 60 MB and ran a third slower:
+/// docs/PERFORMANCE-LOG.md, item 21). An id for a millisecond earlier than the last one (a
+/// restore's recorded times) is random after its timestamp, which stays the recorded time.
 pub struct SystemStamper;
 
 /// The ids of this process.

@@ -25,7 +25,7 @@ use crate::{owner_only, sync_path, StoreError, DIR_MODE, FILE_MODE};
 /// for no hand-over. When others wait too, the store's sync thread ([`GroupCommit::start_syncer`],
 /// started by the store when appends first overlap) runs it. An appender that leads is one thread less appending, and when its sync ends it
 /// waits its turn for a CPU before the next sync can start; the sync thread, asleep otherwise,
-/// is run first (docs/PERFORMANCE.md, item 22: 8 threads append about 10% faster).
+/// is run first (docs/PERFORMANCE-LOG.md, item 22: 8 threads append about 10% faster).
 pub(crate) struct GroupCommit {
     /// Appends written so far; a ticket is this counter right after one's increment.
     committed: AtomicU64,

@@ -5,7 +5,7 @@
 //! Every query and every append decision starts from an agreement's index, which begins with
 //! two sled reads (`slugs`, then `agreements`) before the segment it needs. In a store bigger
 //! than sled's cache both are cold pages; with them known, a query loads two pages fewer
-//! (docs/PERFORMANCE.md, item 23).
+//! (docs/PERFORMANCE-LOG.md, item 23).
 //!
 //! Why a version kept is safe to use: only one handle has a store open at a time (sled's lock),
 //! so every append goes through this one, and an append records its agreement's new version

@@ -5,7 +5,7 @@
 //! reclamation: it defers each drop, and whichever thread next collects runs up to eight
 //! batches of 64 of them, every 128th time a thread pins an epoch. On a store bigger than
 //! sled's cache every query evicts pages, so now and then a query paid for dropping hundreds of
-//! other queries' pages: a tail of its own (docs/PERFORMANCE.md). This thread collects every
+//! other queries' pages: a tail of its own (docs/PERFORMANCE-LOG.md, item 20). This thread collects every
 //! 50 µs while the store is in use, so the deferred drops mostly run here.
 //!
 //! It only moves work, so it may miss a wake-up or be missing altogether (the spawn failed):

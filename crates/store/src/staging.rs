@@ -5,7 +5,7 @@
 //! at a time, in the order they were staged: per request its records and index entries, then
 //! (for a new agreement) its slug, and its head last. No sled transaction is used: a sled
 //! transaction writes sled's log twice before it returns, which is what made appends slow
-//! (docs/PERFORMANCE.md). What a transaction gave is kept otherwise:
+//! (docs/PERFORMANCE-LOG.md, item 1). What a transaction gave is kept otherwise:
 //! - no reader sees half an append: every store read holds the writer lock for reading, and
 //!   an append holds it for writing while it inserts (`SledStore::writer`);
 //! - no crash leaves half an append: the log holds every key of it before sled gets the

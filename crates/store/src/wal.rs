@@ -2,7 +2,7 @@
 //!
 //! sled's own commit path costs about three device round trips per append (two log writes,
 //! then our fdatasync) and its flush holds sled's global lock while it waits for the disk
-//! (docs/PERFORMANCE.md). So an append instead logs the keys its transaction inserted, in
+//! (docs/PERFORMANCE-LOG.md, item 1). So an append instead logs the keys its transaction inserted, in
 //! order, as one checksummed entry here, and one `fdatasync` of this file reports every entry
 //! written since (group commit, `commit.rs`). sled keeps the same writes in memory and writes
 //! them at its own pace; a checkpoint (sled flush, fsync of sled's files, then this file
