@@ -230,6 +230,10 @@ impl<I: HistoryIndex<Error = Infallible>, E> HistoryIndex for Infallibly<I, E> {
         Ok(never(self.index.placement(v)))
     }
 
+    fn last_effective_by(&self, v: Version, on: NaiveDate) -> Result<Version, E> {
+        Ok(never(self.index.last_effective_by(v, on)))
+    }
+
     fn title(&self, v: Version) -> Result<String, E> {
         Ok(never(self.index.title(v)))
     }

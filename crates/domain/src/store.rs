@@ -222,6 +222,23 @@ pub trait HistoryIndex {
     /// Version `v`'s effective date and horizon.
     fn placement(&self, v: Version) -> Result<Placement, Self::Error>;
 
+    /// The newest version ≤ `v` that takes effect on or before `on` (0 if none; `v` may be 0
+    /// or past the latest). A walk back from a cut for the versions in effect on a day asks
+    /// this instead of each version's placement, so that an index which knows the earliest
+    /// date of a run of versions can pass over a run that takes effect later whole (on a long
+    /// history, the pending versions between the cut and the day). The default asks each
+    /// version.
+    fn last_effective_by(&self, v: Version, on: NaiveDate) -> Result<Version, Self::Error> {
+        let mut v = v.min(self.latest());
+        while v > 0 {
+            if self.placement(v)?.effective <= on {
+                return Ok(v);
+            }
+            v -= 1;
+        }
+        Ok(0)
+    }
+
     /// Version `v`'s title.
     fn title(&self, v: Version) -> Result<String, Self::Error>;
 

@@ -8,7 +8,10 @@
 //!   date order that is one or two steps; a walk grows only past later amendments effective
 //!   after `on`, which are the pending ones, and past retroactive ones.
 //! - Pending: back from K while the version before still has a horizon after `on`: the
-//!   amendments effective after `on` and the few retroactive ones among them.
+//!   amendments effective after `on` and the few retroactive ones among them. A question
+//!   without the pending list (a diff, an append's decision) asks the index only for the
+//!   versions in that stretch effective by `on` ([`HistoryIndex::last_effective_by`]), which
+//!   a store's index may find without passing each pending one.
 //!
 //! Activity is decided as in [`crate::Timeline`]: only from the versions that revoke a version
 //! (read once per query), memoized, without recursion.
@@ -163,39 +166,65 @@ fn terms_of_via_index<I: HistoryIndex + ?Sized>(
     // term's first candidates.
     let mut pending = Vec::new();
     let mut best: HashMap<TermKey, (NaiveDate, Version)> = HashMap::new();
-    let mut settled = k;
-    while settled > 0 {
-        let v = settled;
-        let Placement { effective, horizon } = index.placement(v)?;
-        if horizon <= on {
-            break;
-        }
-        settled -= 1;
-        match wanted {
-            // One term: no pending list, so only the versions that name it and are effective
-            // by `on` matter; the cheap tests come first, as this walk can go back a long way
-            // for a retroactive date.
-            Wanted::One(term) => {
-                if effective <= on && index.names(v, term)? && act.is_active(v) {
-                    let b = best.entry(term.clone()).or_insert((effective, v));
-                    *b = (*b).max((effective, v));
+    let settled = match wanted {
+        Wanted::All => {
+            let mut settled = k;
+            while settled > 0 {
+                let v = settled;
+                let Placement { effective, horizon } = index.placement(v)?;
+                if horizon <= on {
+                    break;
+                }
+                settled -= 1;
+                if !act.is_active(v) {
+                    continue;
+                }
+                if effective > on {
+                    pending.push(Pending {
+                        version: v,
+                        effective,
+                        title: index.title(v)?,
+                    });
+                } else {
+                    for term in index.terms_of(v)? {
+                        better(&mut best, term, (effective, v));
+                    }
                 }
             }
-            Wanted::InForce if effective > on => {}
-            _ if !act.is_active(v) => {}
-            _ if effective > on => pending.push(Pending {
-                version: v,
-                effective,
-                title: index.title(v)?,
-            }),
-            _ => {
-                for term in index.terms_of(v)? {
-                    let b = best.entry(term).or_insert((effective, v));
-                    *b = (*b).max((effective, v));
+            settled
+        }
+        // Without a pending list only the versions effective by `on` matter: the index finds
+        // them, passing over what takes effect later (on a long history, a walk back to a day
+        // long before the cut passes tens of thousands of pending versions).
+        Wanted::InForce | Wanted::One(_) => {
+            let mut v = k;
+            loop {
+                let w = index.last_effective_by(v, on)?;
+                if w == 0 {
+                    break 0;
                 }
+                let Placement { effective, horizon } = index.placement(w)?;
+                if horizon <= on {
+                    break w;
+                }
+                match wanted {
+                    Wanted::One(term) => {
+                        if index.names(w, term)? && act.is_active(w) {
+                            better(&mut best, term.clone(), (effective, w));
+                        }
+                    }
+                    _ => {
+                        if act.is_active(w) {
+                            for term in index.terms_of(w)? {
+                                better(&mut best, term, (effective, w));
+                            }
+                        }
+                    }
+                }
+                v = w - 1;
             }
         }
-    }
+    };
     pending.sort_by_key(|p| (p.effective, p.version));
 
     // Up to `settled`, each term's newest active version decides, unless an older one that
@@ -265,6 +294,16 @@ fn terms_of_via_index<I: HistoryIndex + ?Sized>(
         lapsed,
         pending,
     })
+}
+
+/// Keeps, for `term`, the later in (effective, version) order of what `best` holds and `found`.
+fn better(
+    best: &mut HashMap<TermKey, (NaiveDate, Version)>,
+    term: TermKey,
+    found: (NaiveDate, Version),
+) {
+    let b = best.entry(term).or_insert(found);
+    *b = (*b).max(found);
 }
 
 /// Which versions are active at one cut K, from the revocations known at K, remembered for
@@ -358,6 +397,18 @@ impl<I: HistoryIndex + ?Sized> HistoryIndex for Extended<'_, I> {
             true => Ok(self.tail.placement(v).unwrap_or(Placement::NOWHERE)),
             false => self.base.placement(v),
         }
+    }
+
+    fn last_effective_by(&self, v: Version, on: NaiveDate) -> Result<Version, I::Error> {
+        let n = self.base.latest();
+        let mut v = v.min(self.latest());
+        while v > n {
+            if self.placement(v)?.effective <= on {
+                return Ok(v);
+            }
+            v -= 1;
+        }
+        self.base.last_effective_by(v, on)
     }
 
     fn title(&self, v: Version) -> Result<String, I::Error> {

@@ -201,6 +201,9 @@ struct Segment {
     start: Version,
     raw: sled::IVec,
     versions: Vec<Kept>,
+    /// The earliest effective date of its versions: a walk for the versions in effect on an
+    /// earlier day passes over the segment whole.
+    earliest: NaiveDate,
     state: Option<Vec<(TermKey, Version)>>,
 }
 
@@ -260,7 +263,12 @@ impl Segment {
                     decoded: OnceLock::new(),
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<Kept>, String>>()?;
+        let earliest = versions
+            .iter()
+            .map(|k| k.placement.effective)
+            .min()
+            .ok_or("a segment of no versions")?;
         let state = s
             .state
             .map(|st| {
@@ -274,6 +282,7 @@ impl Segment {
             start,
             raw,
             versions,
+            earliest,
             state,
         })
     }
@@ -855,6 +864,23 @@ impl HistoryIndex for SledIndex<'_> {
 
     fn placement(&self, v: Version) -> Result<Placement, StoreError> {
         self.kept(v, |_, k| Ok(k.placement))
+    }
+
+    fn last_effective_by(&self, v: Version, on: NaiveDate) -> Result<Version, StoreError> {
+        let mut v = v.min(self.latest);
+        while v > 0 {
+            let seg = self.segment_of(v)?;
+            if seg.earliest <= on {
+                let found = (seg.start..=v)
+                    .rev()
+                    .find(|&w| seg.kept(w).is_some_and(|k| k.placement.effective <= on));
+                if let Some(w) = found {
+                    return Ok(w);
+                }
+            }
+            v = seg.start - 1;
+        }
+        Ok(0)
     }
 
     fn title(&self, v: Version) -> Result<String, StoreError> {

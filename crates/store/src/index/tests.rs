@@ -3,7 +3,7 @@
 //! what `verify` finds when it is changed, and how a store without it, or with an index left
 //! behind, falls back to the records.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Duration, TimeZone};
 use pactum_domain::{
@@ -178,6 +178,32 @@ fn check_answers(index: &dyn HistoryIndex<Error = StoreError>, all: &[Amendment]
                 .unwrap(),
             v - 1
         );
+    }
+    // The newest version at or below each v in effect by each day around every effective
+    // date: the index may pass over a segment only when none of it is.
+    let mut days: BTreeSet<NaiveDate> = [NaiveDate::MIN, NaiveDate::MAX].into();
+    for a in all {
+        days.extend([
+            a.effective - Duration::days(1),
+            a.effective,
+            a.effective + Duration::days(1),
+        ]);
+    }
+    for on in days {
+        let mut newest = 0;
+        for v in 0..=n + 1 {
+            if all
+                .get((v as usize).wrapping_sub(1))
+                .is_some_and(|a| a.effective <= on)
+            {
+                newest = v;
+            }
+            assert_eq!(
+                index.last_effective_by(v, on).unwrap(),
+                newest,
+                "v{v} by {on}"
+            );
+        }
     }
     let mut expected: Vec<(Version, Version)> = all
         .iter()
