@@ -1601,6 +1601,16 @@ fn reopen(path: &Path) -> Result<SledStore, StoreError> {
     SledStore::open_waiting(path, OpenMode::MustExist, Duration::from_secs(3))
 }
 
+/// A bare `sled::open` of a directory this process has just let go of, waiting as [`reopen`]
+/// does.
+#[cfg(test)]
+fn sled_reopened(path: &Path) -> sled::Db {
+    while_locked(Duration::from_secs(3), Duration::from_millis(50), || {
+        sled::open(path).map_err(|e| error::open_error(path, e))
+    })
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests;
 

@@ -828,25 +828,25 @@ fn open_refuses_foreign_and_newer_sled_databases() {
         db.insert(b"someone", b"else").unwrap();
         db.flush().unwrap();
     }
-    let e = SledStore::open(&foreign, OpenMode::CreateIfMissing)
+    let wait = std::time::Duration::from_secs(3);
+    let e = SledStore::open_waiting(&foreign, OpenMode::CreateIfMissing, wait)
         .err()
         .unwrap();
     assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
     assert!(e.to_string().contains("without the pactum.format key"));
-    assert!(!sled::open(&foreign)
-        .unwrap()
+    assert!(!sled_reopened(&foreign)
         .tree_names()
         .contains(&sled::IVec::from("amendments")));
 
     let newer = dir.path().join("newer");
     drop(SledStore::open(&newer, OpenMode::CreateIfMissing).unwrap());
     {
-        let db = sled::open(&newer).unwrap();
+        let db = sled_reopened(&newer);
         db.insert(FORMAT_KEY, &(FORMAT_VERSION + 1).to_be_bytes())
             .unwrap();
         db.flush().unwrap();
     }
-    let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
+    let e = reopen(&newer).err().unwrap();
     assert!(
         matches!(
             e,
@@ -856,19 +856,19 @@ fn open_refuses_foreign_and_newer_sled_databases() {
         "{e}"
     );
     {
-        let db = sled::open(&newer).unwrap();
+        let db = sled_reopened(&newer);
         db.insert(FORMAT_KEY, &0u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
-    let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
+    let e = reopen(&newer).err().unwrap();
     assert!(e.to_string().contains("unknown format version 0"), "{e}");
 
     {
-        let db = sled::open(&newer).unwrap();
+        let db = sled_reopened(&newer);
         db.insert(FORMAT_KEY, b"v1").unwrap();
         db.flush().unwrap();
     }
-    let e = SledStore::open(&newer, OpenMode::MustExist).err().unwrap();
+    let e = reopen(&newer).err().unwrap();
     assert!(matches!(e, StoreError::NotAStore { .. }), "{e}");
 }
 

@@ -596,9 +596,7 @@ fn a_log_that_does_not_fit_the_store_is_refused_and_nothing_is_written() {
     let expected = dump(&s.before);
     let refused = |log: &[u8], says: &str| {
         std::fs::write(s.before.join(crate::wal::WAL_FILE), log).unwrap();
-        let err = SledStore::open(&s.before, OpenMode::MustExist)
-            .err()
-            .expect("the open is refused");
+        let err = reopen(&s.before).err().expect("the open is refused");
         let text = err.to_string();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{text}");
         assert!(
